@@ -1,0 +1,352 @@
+//! Every setting the shop reads, taken from the environment once at start-up.
+//!
+//! Twelve-factor III: configuration lives in the environment. Each variable is documented on its
+//! field with its default; a bad value stops start-up with a message that names the variable.
+
+use std::fmt;
+
+use crate::session::Backend;
+
+/// The smallest secret actix-session accepts for signing and encrypting the cookie.
+pub const MIN_SECRET_BYTES: usize = 64;
+
+/// The development key used when `SESSION_SECRET` is unset outside production. Public on purpose:
+/// a cookie made with it proves nothing.
+const DEVELOPMENT_SECRET: &str =
+    "development-only-session-secret-do-not-use-in-production-0123456789abcdef";
+
+/// Where the shop runs: production refuses unsafe defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+/// The whole configuration of one shop process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `APP_ENV`: `development` (default) or `production`.
+    pub app_env: AppEnv,
+    /// `HOST`: the address to listen on. Default `127.0.0.1`.
+    pub host: String,
+    /// `PORT`: the port to listen on; 0 picks a free one. Default `8080`.
+    pub port: u16,
+    /// `WORKERS`: HTTP worker threads. Default: one per CPU core.
+    pub workers: Option<usize>,
+    /// `DATABASE_URL`: catalog, users and orders. Default `sqlite://data/shop.db`.
+    pub database_url: String,
+    /// `STATIC_DIR`: the folder served under `/static`. Default `static`.
+    pub static_dir: String,
+    /// `INSTANCE_NAME`: shown on every page and in `X-Served-By`. Default: host name and pid.
+    pub instance_name: String,
+    /// Everything about sessions.
+    pub session: SessionConfig,
+}
+
+/// Settings of the session layer.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// `SESSION_BACKEND`: `sqlite`, `redis`, `postgres`, `memcached` or `memory`.
+    /// Default: the one network store compiled in, else `sqlite`.
+    pub backend: Backend,
+    /// `SESSION_SECRET`: at least 64 bytes, the same on every instance.
+    pub secret: Secret,
+    /// `SESSION_TTL_SECONDS`: idle expiry enforced by the store. Default `1800`.
+    pub ttl_seconds: i64,
+    /// `COOKIE_SECURE`: the cookie's `Secure` flag. Default `true` in production, else `false`.
+    pub cookie_secure: bool,
+    /// `SESSION_DATABASE_URL`: the SQLite file (sqlite store) or PostgreSQL database (postgres
+    /// store) holding the sessions. Default `sqlite://data/sessions.db` for sqlite, and
+    /// `DATABASE_URL` for postgres when that is a PostgreSQL URL.
+    pub database_url: String,
+    /// `REDIS_URL`: the Redis store. Default `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// `MEMCACHED_SERVERS`: the Memcached store, a comma list. Default `127.0.0.1:11211`.
+    pub memcached_servers: Vec<String>,
+    /// `SESSION_KEY_PREFIX`: prefix of every key in a shared store. Default `shop:session:`.
+    pub key_prefix: String,
+}
+
+/// The cookie key material. Its `Debug` never shows the bytes.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("backend", &self.backend)
+            .field("ttl_seconds", &self.ttl_seconds)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("key_prefix", &self.key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A variable that stops start-up, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can configure an instance without touching the
+    /// process environment. Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+
+        let app_env = match get("APP_ENV").as_deref() {
+            None | Some("development") => AppEnv::Development,
+            Some("production") => AppEnv::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "APP_ENV",
+                    format!("'{other}' is neither 'development' nor 'production'"),
+                ));
+            }
+        };
+        let host = get("HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
+        let port = parse_number("PORT", get("PORT"), 8080_u16)?;
+        let workers = match get("WORKERS") {
+            None => None,
+            Some(raw) => match parse_number("WORKERS", Some(raw), 1_usize)? {
+                0 => return Err(invalid("WORKERS", "must be at least 1")),
+                n => Some(n),
+            },
+        };
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/shop.db".into());
+        if !is_sqlite(&database_url) && !is_postgres(&database_url) {
+            return Err(invalid(
+                "DATABASE_URL",
+                "must start with sqlite:// or postgres://",
+            ));
+        }
+        let static_dir = get("STATIC_DIR").unwrap_or_else(|| "static".into());
+        let instance_name = get("INSTANCE_NAME").unwrap_or_else(default_instance_name);
+
+        let backend = match get("SESSION_BACKEND") {
+            Some(name) => Backend::parse(&name).map_err(|e| invalid("SESSION_BACKEND", e))?,
+            None => Backend::default_compiled().map_err(|e| invalid("SESSION_BACKEND", e))?,
+        };
+        let secret = match get("SESSION_SECRET") {
+            Some(secret) if secret.len() >= MIN_SECRET_BYTES => Secret(secret.into_bytes()),
+            Some(secret) => {
+                return Err(invalid(
+                    "SESSION_SECRET",
+                    format!(
+                        "is {} bytes long; it must be at least {MIN_SECRET_BYTES}",
+                        secret.len()
+                    ),
+                ));
+            }
+            None if app_env == AppEnv::Production => {
+                return Err(invalid(
+                    "SESSION_SECRET",
+                    "is required when APP_ENV=production (at least 64 bytes, the same on every instance)",
+                ));
+            }
+            None => Secret(DEVELOPMENT_SECRET.as_bytes().to_vec()),
+        };
+        let ttl_seconds =
+            parse_number("SESSION_TTL_SECONDS", get("SESSION_TTL_SECONDS"), 1800_i64)?;
+        if !(1..=30 * 24 * 3600).contains(&ttl_seconds) {
+            return Err(invalid(
+                "SESSION_TTL_SECONDS",
+                "must be between 1 and 2592000 (30 days)",
+            ));
+        }
+        let cookie_secure = match get("COOKIE_SECURE").as_deref() {
+            None => app_env == AppEnv::Production,
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "COOKIE_SECURE",
+                    format!("'{other}' is not true or false"),
+                ));
+            }
+        };
+        let session_database_url = match (get("SESSION_DATABASE_URL"), backend) {
+            (Some(url), _) => url,
+            (None, Backend::Postgres) if is_postgres(&database_url) => database_url.clone(),
+            (None, Backend::Postgres) => {
+                return Err(invalid(
+                    "SESSION_DATABASE_URL",
+                    "is required for the postgres store when DATABASE_URL is not PostgreSQL",
+                ));
+            }
+            (None, _) => "sqlite://data/sessions.db".to_owned(),
+        };
+        match backend {
+            Backend::Sqlite if !is_sqlite(&session_database_url) => {
+                return Err(invalid(
+                    "SESSION_DATABASE_URL",
+                    "must be a sqlite:// URL for the sqlite store",
+                ));
+            }
+            Backend::Postgres if !is_postgres(&session_database_url) => {
+                return Err(invalid(
+                    "SESSION_DATABASE_URL",
+                    "must be a postgres:// URL for the postgres store",
+                ));
+            }
+            _ => {}
+        }
+        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        let memcached_servers: Vec<String> = get("MEMCACHED_SERVERS")
+            .unwrap_or_else(|| "127.0.0.1:11211".into())
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if memcached_servers.is_empty() {
+            return Err(invalid("MEMCACHED_SERVERS", "lists no server"));
+        }
+        let key_prefix = get("SESSION_KEY_PREFIX").unwrap_or_else(|| "shop:session:".into());
+
+        Ok(Self {
+            app_env,
+            host,
+            port,
+            workers,
+            database_url,
+            static_dir,
+            instance_name,
+            session: SessionConfig {
+                backend,
+                secret,
+                ttl_seconds,
+                cookie_secure,
+                database_url: session_database_url,
+                redis_url,
+                memcached_servers,
+                key_prefix,
+            },
+        })
+    }
+
+    /// True when the development key stands in for a real `SESSION_SECRET`.
+    pub fn uses_development_secret(&self) -> bool {
+        self.session.secret.bytes() == DEVELOPMENT_SECRET.as_bytes()
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    variable: &'static str,
+    raw: Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| invalid(variable, format!("'{raw}' is not a valid number"))),
+    }
+}
+
+pub(crate) fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+pub(crate) fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn default_instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "shop".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_run_on_sqlite_with_the_development_secret() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.port, 8080);
+        assert_eq!(config.session.ttl_seconds, 1800);
+        assert!(!config.session.cookie_secure);
+        assert!(config.uses_development_secret());
+        assert!(config.database_url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_a_secret() {
+        let err = config(&[("APP_ENV", "production")]).unwrap_err();
+        assert_eq!(err.variable, "SESSION_SECRET");
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let err = config(&[("SESSION_SECRET", "too-short")]).unwrap_err();
+        assert_eq!(err.variable, "SESSION_SECRET");
+    }
+
+    #[test]
+    fn a_bad_port_names_the_variable() {
+        let err = config(&[("PORT", "eighty")]).unwrap_err();
+        assert_eq!(err.variable, "PORT");
+        assert!(err.to_string().contains("PORT"));
+    }
+
+    #[test]
+    fn an_unknown_backend_is_refused() {
+        let err = config(&[("SESSION_BACKEND", "mongodb")]).unwrap_err();
+        assert_eq!(err.variable, "SESSION_BACKEND");
+    }
+
+    #[test]
+    fn production_sets_the_secure_flag() {
+        let secret = "x".repeat(64);
+        let config = config(&[("APP_ENV", "production"), ("SESSION_SECRET", &secret)]).unwrap();
+        assert!(config.session.cookie_secure);
+        assert!(!config.uses_development_secret());
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let secret = "s".repeat(70);
+        let config = config(&[("SESSION_SECRET", &secret)]).unwrap();
+        assert!(!format!("{config:?}").contains(&secret));
+    }
+}

@@ -1,0 +1,93 @@
+//! The shop's own data: catalog, users, orders. `DATABASE_URL` picks SQLite or PostgreSQL at run
+//! time through sqlx's `Any` driver; each dialect has its own migrations folder.
+
+pub mod orders;
+pub mod products;
+pub mod users;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+use crate::config::is_sqlite;
+
+/// A pool over whichever database `DATABASE_URL` names.
+#[derive(Clone)]
+pub struct Database {
+    pool: AnyPool,
+}
+
+impl Database {
+    /// Connects, creates a SQLite file on first run, and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let sqlite = is_sqlite(url);
+        let url = if sqlite {
+            sqlite_url(url)?
+        } else {
+            url.to_owned()
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 8 } else { 10 })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .context("could not connect to DATABASE_URL")?;
+        if sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .context("could not switch the SQLite database to WAL mode")?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await
+        } else {
+            sqlx::migrate!("./migrations/postgres").run(&pool).await
+        }
+        .context("could not apply the database migrations")?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// One round trip, for `/readyz`.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// A SQLite URL that creates its file, with the folder made beforehand.
+fn sqlite_url(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:" {
+        create_parent_dir(Path::new(path))?;
+    }
+    Ok(if query.contains("mode=") {
+        url.to_owned()
+    } else if query.is_empty() {
+        format!("sqlite://{path}?mode=rwc")
+    } else {
+        format!("sqlite://{path}?{query}&mode=rwc")
+    })
+}
+
+/// Makes the folder a database file lives in, so a fresh clone runs without set-up.
+pub fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("could not create the folder {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch; timestamps are stored as integers in both dialects.
+pub fn now() -> i64 {
+    crate::session::now()
+}

@@ -1,0 +1,117 @@
+//! What can go wrong in a request, and what the shopper is told about it.
+//!
+//! Handlers return `ShopError`; its `ResponseError` gives the status, and the `error_pages`
+//! middleware in `startup` renders the friendly page (with the instance badge) and logs the cause
+//! chain of a server error once. Internal text never reaches the client.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+/// Seconds a client is asked to wait when the session store is down.
+pub const RETRY_AFTER_SECONDS: &str = "5";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShopError {
+    /// Input the shopper can fix; the text is ours and shown as is.
+    #[error("{0}")]
+    BadInput(String),
+    #[error("the form's CSRF token is missing or wrong")]
+    Csrf,
+    /// Answered with a redirect to the login page, not an error page.
+    #[error("the page needs a signed-in user")]
+    LoginRequired,
+    #[error("no such page")]
+    NotFound,
+    #[error("the request body is larger than the shop accepts")]
+    TooLarge,
+    #[error("the request body is not a form")]
+    UnsupportedMediaType,
+    #[error("a backing service is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ShopError {
+    pub fn bad_input(err: impl std::fmt::Display) -> Self {
+        ShopError::BadInput(err.to_string())
+    }
+
+    /// The title and sentence the shopper sees.
+    pub fn page_text(&self) -> (&'static str, String) {
+        match self {
+            ShopError::BadInput(text) => ("That did not work", text.clone()),
+            ShopError::Csrf => (
+                "This form has expired",
+                "The form was missing its security token, or it came from another page. \
+                 Nothing was changed. Please go back, reload the page and try again."
+                    .into(),
+            ),
+            other => status_text(other.status_code()),
+        }
+    }
+}
+
+/// The page text for a status that carries no message of its own.
+pub fn status_text(status: StatusCode) -> (&'static str, String) {
+    match status.as_u16() {
+        400 => ("That did not work", "The request could not be understood. Nothing was changed.".into()),
+        403 => ("Not allowed", "You are not allowed to do that. Nothing was changed.".into()),
+        404 => ("Page not found", "We could not find that page. It may have moved, or the link is wrong.".into()),
+        405 => ("Not allowed", "That page does not accept this kind of request. Nothing was changed.".into()),
+        413 => ("Too large", "That request was larger than the shop accepts. Nothing was changed.".into()),
+        415 => ("Wrong format", "That request was not a form this shop accepts. Nothing was changed.".into()),
+        503 => (
+            "Back in a moment",
+            "The shop cannot reach one of its services just now. Nothing is lost: please try again in a few seconds."
+                .into(),
+        ),
+        _ if status.is_client_error() => ("That did not work", "The request was refused. Nothing was changed.".into()),
+        _ => (
+            "Something went wrong",
+            "Something went wrong on our side. It has been logged; please try again.".into(),
+        ),
+    }
+}
+
+impl ResponseError for ShopError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ShopError::BadInput(_) => StatusCode::BAD_REQUEST,
+            ShopError::Csrf => StatusCode::FORBIDDEN,
+            ShopError::LoginRequired => StatusCode::SEE_OTHER,
+            ShopError::NotFound => StatusCode::NOT_FOUND,
+            ShopError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ShopError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ShopError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ShopError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// An empty response; `error_pages` renders the body where the badge is known.
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ShopError::Unavailable(_) => {
+                response.insert_header(("Retry-After", RETRY_AFTER_SECONDS));
+            }
+            ShopError::LoginRequired => {
+                response.insert_header(("Location", "/login"));
+            }
+            _ => {}
+        }
+        response.finish()
+    }
+}
+
+/// Database errors that mean "the server is not there" become 503s; the rest are bugs.
+impl From<sqlx::Error> for ShopError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ShopError::Unavailable(err.into())
+            }
+            other => ShopError::Unexpected(other.into()),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Register, log in, log out. Passwords are hashed with Argon2id off the async threads; a wrong
+//! password and an unknown email get the same answer and take about the same time.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use anyhow::Context;
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
+use crate::db::users::CreateUserError;
+use crate::domain::{Email, Password, UserId};
+use crate::error::ShopError;
+use crate::session::{FlashKind, ShopSession, SignedInUser};
+use crate::startup::AppState;
+
+/// A hash of a password nobody has, verified when the email is unknown so that both cases cost
+/// the same.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Bq0z1VN5KqWhbr8o8hxRRfcvd5fKmeGHXlaR9pd0kEU";
+
+const WRONG_CREDENTIALS: &str = "That email and password do not match an account.";
+
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct RegisterPage {
+    layout: Layout,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    layout: Layout,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    email: String,
+    password: String,
+}
+
+pub async fn register_form(layout: Layout) -> Result<HttpResponse, ShopError> {
+    let page = RegisterPage {
+        layout,
+        email: String::new(),
+        error: None,
+    };
+    render_with_status(&page, StatusCode::OK)
+}
+
+pub async fn login_form(layout: Layout) -> Result<HttpResponse, ShopError> {
+    let page = LoginPage {
+        layout,
+        email: String::new(),
+        error: None,
+    };
+    render_with_status(&page, StatusCode::OK)
+}
+
+pub async fn register(
+    state: web::Data<AppState>,
+    session: ShopSession,
+    layout: Layout,
+    CheckedForm(form): CheckedForm<Credentials>,
+) -> Result<HttpResponse, ShopError> {
+    let again = |layout, error: String| {
+        let email = form.email.chars().take(254).collect();
+        render_with_status(
+            &RegisterPage {
+                layout,
+                email,
+                error: Some(error),
+            },
+            StatusCode::BAD_REQUEST,
+        )
+    };
+    let email = match Email::parse(&form.email) {
+        Ok(email) => email,
+        Err(err) => return again(layout, err.to_string()),
+    };
+    let password = match Password::parse(&form.password) {
+        Ok(password) => password,
+        Err(err) => return again(layout, err.to_string()),
+    };
+    let hash = hash_password(password).await?;
+    let id = match state.db.create_user(&email, &hash).await {
+        Ok(id) => id,
+        Err(CreateUserError::Duplicate) => {
+            return again(
+                layout,
+                "An account with this email already exists. Please log in.".into(),
+            );
+        }
+        Err(CreateUserError::Database(err)) => return Err(err.into()),
+    };
+    log::info!("User {id} registered.");
+    session.log_in(SignedInUser {
+        id,
+        email: email.to_string(),
+    })?;
+    session.flash(FlashKind::Info, "Welcome! Your account is ready.")?;
+    Ok(see_other("/"))
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    session: ShopSession,
+    layout: Layout,
+    CheckedForm(form): CheckedForm<Credentials>,
+) -> Result<HttpResponse, ShopError> {
+    let refuse = |layout| {
+        let email = form.email.chars().take(254).collect();
+        let page = LoginPage {
+            layout,
+            email,
+            error: Some(WRONG_CREDENTIALS.into()),
+        };
+        render_with_status(&page, StatusCode::UNAUTHORIZED)
+    };
+    let (Ok(email), true) = (
+        Email::parse(&form.email),
+        form.password.chars().count() <= 128,
+    ) else {
+        return refuse(layout);
+    };
+    let user = state.db.user_by_email(&email).await?;
+    let hash = user
+        .as_ref()
+        .map_or(DUMMY_HASH, |u| u.password_hash.as_str())
+        .to_owned();
+    let matches = verify_password(form.password.clone(), hash).await?;
+    match user {
+        Some(user) if matches => {
+            let id = UserId::from_db(user.id);
+            session.log_in(SignedInUser {
+                id,
+                email: user.email,
+            })?;
+            log::info!("User {id} logged in.");
+            Ok(see_other("/"))
+        }
+        _ => refuse(layout),
+    }
+}
+
+pub async fn logout(session: ShopSession, _: CheckedForm<NoFields>) -> HttpResponse {
+    if let Some(user) = session.user() {
+        log::info!("User {} logged out.", user.id);
+    }
+    session.log_out();
+    see_other("/")
+}
+
+async fn hash_password(password: Password) -> Result<String, ShopError> {
+    let hash = web::block(move || {
+        Argon2::default()
+            .hash_password(password.expose().as_bytes())
+            .map(|hash| hash.to_string())
+    })
+    .await
+    .context("the password hashing task failed")?
+    .map_err(|err| anyhow::anyhow!("could not hash a password: {err}"))?;
+    Ok(hash)
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, ShopError> {
+    let matches = web::block(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .context("the password check task failed")?;
+    Ok(matches)
+}

@@ -1,0 +1,57 @@
+//! Order history: a user sees only their own orders; another user's order id is a 404.
+
+use actix_web::web;
+use askama::Template;
+use askama_web::WebTemplate;
+
+use super::{Layout, require_user};
+use crate::db::orders::{OrderLineRow, OrderRow};
+use crate::domain::OrderId;
+use crate::error::ShopError;
+use crate::session::ShopSession;
+use crate::startup::AppState;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "orders.html")]
+pub struct OrdersPage {
+    layout: Layout,
+    orders: Vec<OrderRow>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "order.html")]
+pub struct OrderPage {
+    layout: Layout,
+    order: OrderRow,
+    lines: Vec<OrderLineRow>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    session: ShopSession,
+    layout: Layout,
+) -> Result<OrdersPage, ShopError> {
+    let user = require_user(&session, "Please log in to see your orders.")?;
+    let orders = state.db.orders_of(user.id).await?;
+    Ok(OrdersPage { layout, orders })
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    session: ShopSession,
+    path: web::Path<String>,
+    layout: Layout,
+) -> Result<OrderPage, ShopError> {
+    let user = require_user(&session, "Please log in to see your orders.")?;
+    let id = OrderId::parse(&path).map_err(|_| ShopError::NotFound)?;
+    let (order, lines) = state
+        .db
+        .order_of(user.id, id)
+        .await?
+        .ok_or(ShopError::NotFound)?;
+    Ok(OrderPage {
+        layout,
+        order,
+        lines,
+    })
+}

@@ -1,0 +1,101 @@
+//! How every store turns session state into bytes and back, and how keys are made.
+
+use actix_session::storage::{LoadError, SessionKey};
+use rand::RngCore;
+
+use super::State;
+
+/// The largest encoded state a store accepts. A cart of 50 lines is about 2 KiB; the limit leaves
+/// room, and refuses (rather than truncates) anything larger.
+pub const MAX_STATE_BYTES: usize = 64 * 1024;
+
+/// State over [`MAX_STATE_BYTES`], refused whole.
+#[derive(Debug, thiserror::Error)]
+#[error("the session state is {0} bytes; the limit is {MAX_STATE_BYTES}")]
+pub struct StateTooLarge(pub usize);
+
+/// Encodes state as a JSON object of strings.
+pub fn encode(state: &State) -> anyhow::Result<String> {
+    let encoded = serde_json::to_string(state)?;
+    if encoded.len() > MAX_STATE_BYTES {
+        return Err(StateTooLarge(encoded.len()).into());
+    }
+    Ok(encoded)
+}
+
+/// Decodes state; anything that is not our JSON object is a `Deserialization` error, which
+/// actix-session treats as "no session". The warning names the key's prefix only.
+pub fn decode(key: &SessionKey, raw: &[u8]) -> Result<State, LoadError> {
+    serde_json::from_slice(raw).map_err(|err| {
+        log::warn!(
+            "Session {} holds state that is not ours ({err}); treating it as no session.",
+            key_prefix(key)
+        );
+        LoadError::Deserialization(err.into())
+    })
+}
+
+/// A new session key: 256 random bits as 64 hex characters.
+pub fn new_key() -> SessionKey {
+    let mut bytes = [0_u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+        .try_into()
+        .expect("64 characters is a valid session key")
+}
+
+/// The first characters of a key, enough to tell sessions apart in a log, never enough to use.
+pub fn key_prefix(key: &SessionKey) -> &str {
+    let key = key.as_ref();
+    &key[..key.len().min(8)]
+}
+
+/// Seconds since the epoch, the unit of every `expires_at`.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_distinct() {
+        let (a, b) = (new_key(), new_key());
+        assert_eq!(a.as_ref().len(), 64);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn state_round_trips_exactly() {
+        let mut state = State::new();
+        state.insert("cart".into(), r#"[{"product_id":1,"quantity":2}]"#.into());
+        state.insert("note".into(), "\"ünïcødé \\\" 'quotes' \u{1F600}\"".into());
+        let key = new_key();
+        assert_eq!(
+            decode(&key, encode(&state).unwrap().as_bytes()).unwrap(),
+            state
+        );
+    }
+
+    #[test]
+    fn oversized_state_is_refused_not_truncated() {
+        let mut state = State::new();
+        state.insert("big".into(), "x".repeat(MAX_STATE_BYTES));
+        let err = encode(&state).unwrap_err();
+        assert!(err.downcast_ref::<StateTooLarge>().is_some());
+    }
+
+    #[test]
+    fn foreign_data_is_a_deserialization_error() {
+        let key = new_key();
+        for raw in [&b"not json"[..], b"[1,2,3]", b"{\"a\":1}", b"\xff\xfe"] {
+            assert!(matches!(
+                decode(&key, raw),
+                Err(LoadError::Deserialization(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The typed face of a session: the handlers never touch raw keys or JSON.
+//!
+//! What lives here is small on purpose: the signed-in user's id and email, the cart lines, one
+//! flash message and the CSRF token. Everything else is read from the database when needed.
+
+use std::future::{Ready, ready};
+
+use actix_session::{Session, SessionExt};
+use actix_web::{FromRequest, HttpRequest, dev::Payload};
+use rand::RngCore;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use subtle::ConstantTimeEq;
+
+use crate::domain::{Cart, UserId};
+use crate::error::ShopError;
+
+const USER: &str = "user";
+const CART: &str = "cart";
+const FLASH: &str = "flash";
+const CSRF: &str = "csrf";
+
+/// The user a session belongs to, once logged in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedInUser {
+    pub id: UserId,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlashKind {
+    Info,
+    Error,
+}
+
+/// A one-time message shown on the next page, then gone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flash {
+    pub kind: FlashKind,
+    pub text: String,
+}
+
+impl Flash {
+    pub fn is_error(&self) -> bool {
+        self.kind == FlashKind::Error
+    }
+}
+
+/// The shop's view of an actix-session `Session`.
+#[derive(Clone)]
+pub struct ShopSession(Session);
+
+impl FromRequest for ShopSession {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(ShopSession(req.get_session())))
+    }
+}
+
+impl ShopSession {
+    pub fn from_session(session: Session) -> Self {
+        Self(session)
+    }
+
+    /// A value that no longer decodes (a foreign or outdated shape) counts as absent.
+    fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        match self.0.get(key) {
+            Ok(value) => value,
+            Err(err) => {
+                log::warn!("Session value '{key}' does not decode ({err}); ignoring it.");
+                None
+            }
+        }
+    }
+
+    fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), ShopError> {
+        self.0
+            .insert(key, value)
+            .map_err(|err| ShopError::Unexpected(anyhow::anyhow!("{err}")))
+    }
+
+    pub fn user(&self) -> Option<SignedInUser> {
+        self.get(USER)
+    }
+
+    /// Signs a user in under a fresh session key (so a key planted before login is useless),
+    /// keeping the guest cart, with a new CSRF token.
+    pub fn log_in(&self, user: SignedInUser) -> Result<(), ShopError> {
+        self.0.renew();
+        self.insert(USER, user)?;
+        self.insert(CSRF, new_token())
+    }
+
+    /// Ends the session everywhere: the store deletes the state and the cookie is removed.
+    pub fn log_out(&self) {
+        self.0.purge();
+    }
+
+    pub fn cart(&self) -> Cart {
+        self.get(CART).unwrap_or_default()
+    }
+
+    pub fn set_cart(&self, cart: &Cart) -> Result<(), ShopError> {
+        if cart.is_empty() {
+            if self.0.contains_key(CART) {
+                self.0.remove(CART);
+            }
+            Ok(())
+        } else {
+            self.insert(CART, cart)
+        }
+    }
+
+    /// The CSRF token for this session, made on first use.
+    pub fn csrf_token(&self) -> Result<String, ShopError> {
+        if let Some(token) = self.get::<String>(CSRF) {
+            return Ok(token);
+        }
+        let token = new_token();
+        self.insert(CSRF, &token)?;
+        Ok(token)
+    }
+
+    /// Compares a submitted token with the session's in constant time.
+    pub fn verify_csrf(&self, submitted: &str) -> Result<(), ShopError> {
+        match self.get::<String>(CSRF) {
+            Some(expected)
+                if !submitted.is_empty()
+                    && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) =>
+            {
+                Ok(())
+            }
+            _ => Err(ShopError::Csrf),
+        }
+    }
+
+    pub fn flash(&self, kind: FlashKind, text: impl Into<String>) -> Result<(), ShopError> {
+        self.insert(
+            FLASH,
+            Flash {
+                kind,
+                text: text.into(),
+            },
+        )
+    }
+
+    /// Takes the pending message, if any. Only a session that has one is written back.
+    pub fn take_flash(&self) -> Option<Flash> {
+        if !self.0.contains_key(FLASH) {
+            return None;
+        }
+        let flash = self.get(FLASH);
+        self.0.remove(FLASH);
+        flash
+    }
+}
+
+fn new_token() -> String {
+    let mut bytes = [0_u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
