@@ -1,0 +1,42 @@
+# Sourced by .ci/test: installs and starts, on loopback only, each backing service the tests
+# talk to. Nothing is assumed to be there already; what runs already is left as it is.
+
+APT_UPDATED=${APT_UPDATED:-}
+
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then
+    echo "== apt-get update"
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  echo "== apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+wait_for() { # description, command...
+  local what=$1; shift
+  for _ in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  echo "$what did not come up within 30 seconds" >&2
+  return 1
+}
+
+ensure_postgres() {
+  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
+    return 0
+  fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+    local hba
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n 1)
+    # Tests connect as postgres over loopback without a password, as on the developers' machines.
+    sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  fi
+  echo "== starting PostgreSQL"
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for "PostgreSQL" pg_isready -q -h 127.0.0.1 -p 5432
+}

@@ -1,0 +1,96 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{PASSWORD, spawn_app, unique_email};
+
+#[tokio::test]
+async fn registering_signs_the_new_user_in() {
+    let app = spawn_app().await;
+    let email = unique_email("ada");
+    app.register(&email).await.assert_redirects_to("/");
+    assert_eq!(app.signed_in_as().await, Some(email));
+}
+
+#[tokio::test]
+async fn emails_are_stored_lower_cased_and_trimmed() {
+    let app = spawn_app().await;
+    let email = unique_email("grace");
+    app.register(&format!("  {}  ", email.to_uppercase())).await.assert_redirects_to("/");
+    app.logout().await;
+    app.login(&email, PASSWORD).await.assert_redirects_to("/");
+}
+
+#[tokio::test]
+async fn registering_an_existing_email_is_refused_with_a_clear_message() {
+    let app = spawn_app().await;
+    let email = unique_email("dup");
+    app.register(&email).await.assert_redirects_to("/");
+    app.logout().await;
+    let again = app.post("/register", &[("email", &email), ("password", "another password")]).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.body.contains("already exists"));
+    assert_eq!(app.signed_in_as().await, None);
+    // The first password still works: nothing was overwritten.
+    app.login(&email, PASSWORD).await.assert_redirects_to("/");
+}
+
+#[tokio::test]
+async fn invalid_registrations_are_refused_and_store_nothing() {
+    let app = spawn_app().await;
+    let long_email = format!("{}@example.com", "a".repeat(300));
+    let cases = [
+        ("not-an-email", PASSWORD, "does not look like an email"),
+        ("", PASSWORD, "enter your email"),
+        (long_email.as_str(), PASSWORD, "too long"),
+        ("short@example.com", "short", "at least 8 characters"),
+        ("long@example.com", &"p".repeat(200), "at most 128 characters"),
+    ];
+    for (email, password, message) in cases {
+        let page = app.post("/register", &[("email", email), ("password", password)]).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{email}");
+        assert!(page.body.contains(message), "{email}: {message}");
+        assert_eq!(app.signed_in_as().await, None);
+        let login = app.login(email, password).await;
+        assert_eq!(login.status, StatusCode::UNAUTHORIZED, "no account was made for {email}");
+    }
+}
+
+#[tokio::test]
+async fn a_form_with_missing_fields_is_refused() {
+    let app = spawn_app().await;
+    let page = app.post("/register", &[("email", "someone@example.com")]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("incomplete"));
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
+    let app = spawn_app().await;
+    let email = unique_email("bob");
+    app.register(&email).await;
+    app.logout().await;
+    let wrong_password = app.login(&email, "not the password").await;
+    let unknown_email = app.login(&unique_email("nobody"), PASSWORD).await;
+    assert_eq!(wrong_password.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown_email.status, StatusCode::UNAUTHORIZED);
+    let message = "That email and password do not match an account.";
+    assert!(wrong_password.body.contains(message));
+    assert!(unknown_email.body.contains(message));
+    assert_eq!(app.signed_in_as().await, None);
+}
+
+#[tokio::test]
+async fn logging_out_signs_the_user_out() {
+    let app = spawn_app().await;
+    app.register(&unique_email("carol")).await;
+    app.logout().await.assert_redirects_to("/");
+    assert_eq!(app.signed_in_as().await, None);
+}
+
+#[tokio::test]
+async fn html_in_an_email_is_shown_escaped() {
+    let app = spawn_app().await;
+    let page = app.post("/login", &[("email", "<script>alert(1)</script>"), ("password", "x")]).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(!page.body.contains("<script>alert(1)</script>"));
+    assert!(page.body.contains("&#60;script&#62;") || page.body.contains("&lt;script&gt;"));
+}

@@ -1,0 +1,75 @@
+use regex::Regex;
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_catalog_lists_at_least_twelve_products_with_prices_and_images() {
+    let app = spawn_app().await;
+    let page = app.get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let products = Regex::new(r#"href="/products/(\d+)""#).unwrap();
+    assert!(products.captures_iter(&page.body).count() >= 12);
+    assert!(Regex::new(r"\$\d+\.\d\d").unwrap().is_match(&page.body));
+    let image = Regex::new(r#"src="(/static/products/[a-z-]+\.svg)""#).unwrap();
+    let first = &image.captures(&page.body).expect("an image")[1];
+    let response = app.client.get(app.url(first)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().starts_with("<svg"));
+}
+
+#[tokio::test]
+async fn a_product_page_shows_name_price_stock_and_an_add_form() {
+    let app = spawn_app().await;
+    let page = app.get("/products/1").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Enamel Camp Mug"));
+    assert!(page.body.contains("$14.50"));
+    assert!(page.body.contains("40 in stock"));
+    assert!(page.body.contains(r#"<label for="quantity">Quantity</label>"#));
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_product_ids_get_the_not_found_page() {
+    let app = spawn_app().await;
+    for path in ["/products/9999", "/products/abc", "/products/0", "/products/-1", "/no-such-page"] {
+        let page = app.get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(page.body.contains("Page not found"), "{path}");
+        assert!(page.body.contains(&app.instance), "the error page has the badge: {path}");
+    }
+}
+
+#[tokio::test]
+async fn every_response_names_the_instance_and_every_page_shows_the_badge() {
+    let app = spawn_app().await;
+    for path in ["/", "/cart", "/login", "/healthz", "/missing", "/static/style.css"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let served_by = response.headers().get("x-served-by").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(served_by.as_deref(), Some(app.instance.as_str()), "{path}");
+    }
+    let page = app.get("/").await;
+    assert!(page.body.contains(&format!(r#"<strong class="instance">{}</strong>"#, app.instance)));
+    assert!(page.body.contains(r#"<strong class="backend">sqlite</strong>"#));
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.body.trim(), "ready");
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = spawn_app().await;
+    let response = app.client.get(app.url("/")).send().await.unwrap();
+    let headers = response.headers();
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly"));
+    assert!(cookie.contains("SameSite=Lax"));
+}

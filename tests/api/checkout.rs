@@ -1,0 +1,96 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, spawn_app, spawn_replica, unique_email};
+
+async fn signed_in(app: &TestApp, who: &str) -> String {
+    let email = unique_email(who);
+    app.register(&email).await.assert_redirects_to("/");
+    email
+}
+
+#[tokio::test]
+async fn checkout_places_an_order_and_takes_the_items_out_of_stock() {
+    let app = spawn_app().await;
+    signed_in(&app, "buyer").await;
+    app.add_to_cart(1, "3").await;
+    app.add_to_cart(2, "1").await;
+    let page = app.post("/checkout", &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let location = page.location.expect("a redirect to the order");
+    assert!(location.starts_with("/orders/"));
+    let order = app.get(&location).await;
+    assert_eq!(order.status, StatusCode::OK);
+    assert!(order.body.contains("Thank you! Order #"));
+    assert!(order.body.contains("Enamel Camp Mug"));
+    assert!(order.body.contains(r#"<td class="grand-total">$55.50</td>"#)); // 3 × 14.50 + 12.00
+    assert!(app.cart().await.is_empty());
+    assert_eq!(app.stock_of(1).await, 37);
+    assert_eq!(app.stock_of(2).await, 59);
+    assert_eq!(app.order_ids().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_guest_is_sent_to_log_in_and_keeps_the_cart() {
+    let app = spawn_app().await;
+    app.add_to_cart(1, "1").await;
+    app.post("/checkout", &[]).await.assert_redirects_to("/login");
+    let login = app.get("/login").await;
+    assert!(login.body.contains("Please log in to check out"));
+    assert_eq!(app.cart().await, vec![(1, 1)]);
+    assert_eq!(app.stock_of(1).await, 40);
+}
+
+#[tokio::test]
+async fn an_empty_cart_cannot_be_checked_out() {
+    let app = spawn_app().await;
+    signed_in(&app, "empty").await;
+    app.post("/checkout", &[]).await.assert_redirects_to("/cart");
+    assert!(app.get("/cart").await.body.contains("Your cart is empty."));
+    assert!(app.order_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_checkout_that_runs_out_of_stock_changes_nothing() {
+    let app = spawn_app().await;
+    let rival = spawn_replica(&app).await;
+    signed_in(&app, "slow").await;
+    signed_in(&rival, "fast").await;
+    // The slow shopper wants 2 mugs and all 10 blankets; the fast one buys a blanket first.
+    app.add_to_cart(1, "2").await;
+    app.add_to_cart(6, "10").await;
+    rival.add_to_cart(6, "1").await;
+    rival.post("/checkout", &[]).await;
+    assert_eq!(rival.order_ids().await.len(), 1);
+
+    app.post("/checkout", &[]).await.assert_redirects_to("/cart");
+    let cart = app.get("/cart").await;
+    assert!(cart.body.contains("not enough of Wool Throw Blanket"));
+    assert!(app.order_ids().await.is_empty());
+    assert_eq!(app.stock_of(1).await, 40, "the mugs were not taken out of stock");
+    assert_eq!(app.stock_of(6).await, 9);
+    assert_eq!(app.cart().await, vec![(1, 2), (6, 10)], "the cart is kept");
+}
+
+#[tokio::test]
+async fn order_history_needs_a_login() {
+    let app = spawn_app().await;
+    app.get("/orders").await.assert_redirects_to("/login");
+    app.get("/orders/1").await.assert_redirects_to("/login");
+}
+
+#[tokio::test]
+async fn another_users_order_is_not_found() {
+    let app = spawn_app().await;
+    signed_in(&app, "owner").await;
+    app.add_to_cart(1, "1").await;
+    app.post("/checkout", &[]).await;
+    let order_id = app.order_ids().await[0];
+    assert_eq!(app.get(&format!("/orders/{order_id}")).await.status, StatusCode::OK);
+
+    let snoop = spawn_replica(&app).await;
+    signed_in(&snoop, "snoop").await;
+    for path in [format!("/orders/{order_id}"), "/orders/99999".into(), "/orders/abc".into()] {
+        assert_eq!(snoop.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert!(snoop.order_ids().await.is_empty());
+}

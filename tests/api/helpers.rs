@@ -1,0 +1,255 @@
+//! Starts the shop on port 0 with its own database and session file, and talks to it over HTTP
+//! like a browser with cookies and no automatic redirects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use regex::Regex;
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::{Client, Response, StatusCode, Url};
+use shop::{Application, Config};
+use tempfile::TempDir;
+
+/// Shared by every instance of a test, as production instances share theirs.
+pub const TEST_SECRET: &str =
+    "test-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+pub const PASSWORD: &str = "correct horse battery";
+
+static INSTANCE: AtomicU32 = AtomicU32::new(0);
+
+pub struct TestApp {
+    pub address: String,
+    pub instance: String,
+    pub client: Client,
+    pub jar: Arc<Jar>,
+    pub settings: HashMap<String, String>,
+    pub dir: Arc<TempDir>,
+}
+
+/// The settings of a fresh instance: its own SQLite files under a temporary folder, or a fresh
+/// PostgreSQL database when `TEST_DATABASE_URL` names a server.
+pub async fn test_settings() -> (HashMap<String, String>, Arc<TempDir>) {
+    let dir = Arc::new(tempfile::tempdir().expect("a temporary folder"));
+    let path = dir.path().display().to_string();
+    let database_url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(server) if !server.is_empty() => fresh_postgres_database(&server).await,
+        _ => format!("sqlite://{path}/shop.db"),
+    };
+    let settings = [
+        ("HOST", "127.0.0.1".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("WORKERS", "1".to_owned()),
+        ("DATABASE_URL", database_url),
+        ("SESSION_BACKEND", "sqlite".to_owned()),
+        ("SESSION_DATABASE_URL", format!("sqlite://{path}/sessions.db")),
+        ("SESSION_SECRET", TEST_SECRET.to_owned()),
+        ("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    (settings, dir)
+}
+
+async fn fresh_postgres_database(server: &str) -> String {
+    use sqlx::Executor;
+    let server = server.trim_end_matches('/');
+    let name = format!("shop_test_{}", uuid_like());
+    let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
+        .await
+        .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL server");
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .await
+        .expect("could not create a test database");
+    admin.close().await;
+    format!("{server}/{name}")
+}
+
+fn uuid_like() -> String {
+    use rand::RngCore;
+    let mut bytes = [0_u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts an instance after `customize` has changed its settings.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let (mut settings, dir) = test_settings().await;
+    customize(&mut settings);
+    start(settings, dir).await
+}
+
+/// Starts another instance on the same database and session store, as a second replica.
+pub async fn spawn_replica(of: &TestApp) -> TestApp {
+    start(of.settings.clone(), of.dir.clone()).await
+}
+
+async fn start(mut settings: HashMap<String, String>, dir: Arc<TempDir>) -> TestApp {
+    let instance = format!("test-{}", INSTANCE.fetch_add(1, Ordering::SeqCst));
+    settings.insert("INSTANCE_NAME".into(), instance.clone());
+    let lookup = settings.clone();
+    let config = Config::from_lookup(|name| lookup.get(name).cloned()).expect("valid test settings");
+    let app = Application::build(config).await.expect("the shop starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let jar = Arc::new(Jar::default());
+    TestApp {
+        client: client_with(jar.clone()),
+        jar,
+        address,
+        instance,
+        settings,
+        dir,
+    }
+}
+
+pub fn client_with(jar: Arc<Jar>) -> Client {
+    Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client")
+}
+
+/// A page's status and body.
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Page {
+    async fn from(response: Response) -> Self {
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.text().await.expect("a body");
+        Self { status, location, body }
+    }
+
+    /// The CSRF token of the page's forms.
+    pub fn csrf_token(&self) -> Option<String> {
+        let re = Regex::new(r#"name="csrf_token" value="([0-9a-f]+)""#).unwrap();
+        re.captures(&self.body).map(|c| c[1].to_owned())
+    }
+
+    pub fn assert_redirects_to(&self, path: &str) {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
+        assert_eq!(self.location.as_deref(), Some(path));
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        Page::from(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// Posts a form as a browser would, without adding a CSRF token.
+    pub async fn post_raw(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let response = self.client.post(self.url(path)).form(form).send().await.expect("POST");
+        Page::from(response).await
+    }
+
+    /// The current CSRF token, read from a page as a browser would see it.
+    pub async fn csrf_token(&self) -> String {
+        self.get("/login").await.csrf_token().expect("a page with a form")
+    }
+
+    /// Posts a form with the session's CSRF token.
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let token = self.csrf_token().await;
+        let mut form = form.to_vec();
+        form.push(("csrf_token", &token));
+        self.post_raw(path, &form).await
+    }
+
+    pub async fn register(&self, email: &str) -> Page {
+        self.post("/register", &[("email", email), ("password", PASSWORD)]).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Page {
+        self.post("/login", &[("email", email), ("password", password)]).await
+    }
+
+    pub async fn logout(&self) -> Page {
+        self.post("/logout", &[]).await
+    }
+
+    pub async fn add_to_cart(&self, product_id: i64, quantity: &str) -> Page {
+        self.post("/cart/items", &[("product_id", &product_id.to_string()), ("quantity", quantity)])
+            .await
+    }
+
+    /// The cart as `(product id, quantity)` pairs, read from the cart page.
+    pub async fn cart(&self) -> Vec<(i64, u32)> {
+        let page = self.get("/cart").await;
+        assert_eq!(page.status, StatusCode::OK);
+        cart_lines(&page.body)
+    }
+
+    /// The signed-in user's email, read from the navigation.
+    pub async fn signed_in_as(&self) -> Option<String> {
+        signed_in_as(&self.get("/").await.body)
+    }
+
+    /// The session cookie as the browser holds it.
+    pub fn session_cookie(&self) -> Option<String> {
+        let url: Url = self.address.parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find(|c| c.starts_with("shop_session="))
+            .map(str::to_owned)
+    }
+
+    /// How many items of a product are in stock, read from its page.
+    pub async fn stock_of(&self, product_id: i64) -> i64 {
+        let body = self.get(&format!("/products/{product_id}")).await.body;
+        if body.contains("Sold out") {
+            return 0;
+        }
+        let re = Regex::new(r"(\d+) in stock").unwrap();
+        re.captures(&body).expect("a stock line")[1].parse().unwrap()
+    }
+
+    /// The ids of the signed-in user's orders, newest first.
+    pub async fn order_ids(&self) -> Vec<i64> {
+        let body = self.get("/orders").await.body;
+        let re = Regex::new(r#"href="/orders/(\d+)""#).unwrap();
+        re.captures_iter(&body).map(|c| c[1].parse().unwrap()).collect()
+    }
+}
+
+pub fn cart_lines(body: &str) -> Vec<(i64, u32)> {
+    let re = Regex::new(r#"id="qty-(\d+)" name="quantity" type="number" min="0" max="99" value="(\d+)""#)
+        .unwrap();
+    re.captures_iter(body)
+        .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap()))
+        .collect()
+}
+
+pub fn signed_in_as(body: &str) -> Option<String> {
+    let re = Regex::new(r#"<span class="user">([^<]+)</span>"#).unwrap();
+    re.captures(body).map(|c| c[1].to_owned())
+}
+
+/// A unique email for one test.
+pub fn unique_email(who: &str) -> String {
+    format!("{who}-{}@example.com", uuid_like())
+}

@@ -1,0 +1,10 @@
+//! The shop over HTTP, against real stores. One binary, so the crate is linked once.
+
+mod auth;
+mod cart;
+mod catalog;
+mod checkout;
+mod csrf;
+mod helpers;
+mod processes;
+mod sessions;

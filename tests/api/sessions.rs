@@ -1,0 +1,147 @@
+//! What the session layer promises: the cookie holds only an opaque key, the key rotates on
+//! login, logout ends the session for good, and expiry is enforced by the store.
+
+use std::sync::Arc;
+
+use actix_web::cookie::{Cookie, CookieJar, Key};
+use reqwest::StatusCode;
+use reqwest::cookie::Jar;
+use shop::session::SqliteStore;
+
+use crate::helpers::{TEST_SECRET, TestApp, client_with, signed_in_as, spawn_app, spawn_app_with, unique_email};
+
+/// The session key inside the browser's encrypted cookie.
+fn session_key(app: &TestApp) -> String {
+    let raw = app.session_cookie().expect("a session cookie");
+    let cookie = Cookie::parse_encoded(raw).expect("a cookie");
+    let mut jar = CookieJar::new();
+    jar.add_original(cookie);
+    jar.private(&Key::from(TEST_SECRET.as_bytes()))
+        .get("shop_session")
+        .expect("the cookie decrypts with the shared secret")
+        .value()
+        .to_owned()
+}
+
+async fn session_store(app: &TestApp) -> SqliteStore {
+    SqliteStore::connect(&app.settings["SESSION_DATABASE_URL"]).await.unwrap()
+}
+
+/// A client that sends exactly this cookie, as an attacker replaying it would.
+async fn get_with_cookie(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
+    let client = client_with(Arc::new(Jar::default()));
+    let response = client
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_cookie_holds_only_an_opaque_key_and_stays_small() {
+    let app = spawn_app().await;
+    app.register(&unique_email("small")).await;
+    for id in 1..=12 {
+        app.add_to_cart(id, "3").await;
+    }
+    let key = session_key(&app);
+    assert_eq!(key.len(), 64);
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "the key is opaque: {key}");
+    let cookie = app.session_cookie().unwrap();
+    assert!(cookie.len() < 200, "the cookie is {} bytes", cookie.len());
+    assert!(!cookie.contains("cart") && !cookie.contains("user"));
+    // The state itself is in the store, under that key, with an expiry.
+    let (state, ttl) = session_store(&app).await.raw(&key).await.unwrap().expect("stored state");
+    assert!(state.contains("\\\"product_id\\\":12"), "{state}");
+    assert!((1700..=1800).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn the_session_key_changes_on_login_and_the_old_one_is_gone() {
+    let app = spawn_app().await;
+    let email = unique_email("rotate");
+    app.register(&email).await;
+    app.logout().await;
+    app.add_to_cart(1, "1").await;
+    let guest_key = session_key(&app);
+    app.login(&email, crate::helpers::PASSWORD).await.assert_redirects_to("/");
+    let user_key = session_key(&app);
+    assert_ne!(guest_key, user_key);
+    let store = session_store(&app).await;
+    assert!(store.raw(&guest_key).await.unwrap().is_none(), "the guest key was deleted");
+    assert!(store.raw(&user_key).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_cookie_replayed_after_logout_gets_a_guest_session() {
+    let app = spawn_app().await;
+    let email = unique_email("replay");
+    app.register(&email).await;
+    app.add_to_cart(2, "2").await;
+    let stolen = app.session_cookie().unwrap();
+    let (_, before) = get_with_cookie(&app, &stolen, "/").await;
+    assert_eq!(signed_in_as(&before), Some(email));
+    app.logout().await;
+    let (status, after) = get_with_cookie(&app, &stolen, "/cart").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(signed_in_as(&after), None);
+    assert!(after.contains("Your cart is empty"));
+}
+
+#[tokio::test]
+async fn a_tampered_cookie_is_treated_as_a_fresh_guest() {
+    let app = spawn_app().await;
+    app.register(&unique_email("tamper")).await;
+    let cookie = app.session_cookie().unwrap();
+    let (name, value) = cookie.split_once('=').unwrap();
+    let mut bytes = value.as_bytes().to_vec();
+    bytes[10] = if bytes[10] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
+    let truncated = format!("{name}={}", &value[..value.len() / 2]);
+    let foreign = "shop_session=eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl".to_owned();
+    for cookie in [tampered, truncated, foreign, format!("{name}={}", "A".repeat(5000))] {
+        let (status, body) = get_with_cookie(&app, &cookie, "/").await;
+        assert_eq!(status, StatusCode::OK, "{cookie}");
+        assert_eq!(signed_in_as(&body), None);
+    }
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_in_the_store_and_the_reaper_deletes_it() {
+    let app = spawn_app_with(|s| {
+        s.insert("SESSION_TTL_SECONDS".into(), "2".into());
+    })
+    .await;
+    app.register(&unique_email("idle")).await;
+    app.add_to_cart(1, "1").await;
+    let key = session_key(&app);
+    let stolen = app.session_cookie().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    // The browser would have dropped the cookie; a client that kept it gets a guest session.
+    let (_, body) = get_with_cookie(&app, &stolen, "/cart").await;
+    assert_eq!(signed_in_as(&body), None);
+    assert!(body.contains("Your cart is empty"));
+    let store = session_store(&app).await;
+    assert!(store.raw(&key).await.unwrap().is_some(), "expired but not yet reaped");
+    assert!(store.reap_expired().await.unwrap() >= 1);
+    assert!(store.raw(&key).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_read_only_page_view_does_not_rewrite_the_session() {
+    let app = spawn_app().await;
+    app.add_to_cart(1, "1").await;
+    app.get("/cart").await; // shows and clears the flash message
+    let key = session_key(&app);
+    let store = session_store(&app).await;
+    let (before, ttl_before) = store.raw(&key).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/cart").await.status, StatusCode::OK);
+    }
+    let (after, ttl_after) = store.raw(&key).await.unwrap().unwrap();
+    assert_eq!(before, after);
+    assert!(ttl_after < ttl_before, "the expiry was not pushed back by reads");
+}
