@@ -14,7 +14,9 @@ async fn registering_signs_the_new_user_in() {
 async fn emails_are_stored_lower_cased_and_trimmed() {
     let app = spawn_app().await;
     let email = unique_email("grace");
-    app.register(&format!("  {}  ", email.to_uppercase())).await.assert_redirects_to("/");
+    app.register(&format!("  {}  ", email.to_uppercase()))
+        .await
+        .assert_redirects_to("/");
     app.logout().await;
     app.login(&email, PASSWORD).await.assert_redirects_to("/");
 }
@@ -25,7 +27,12 @@ async fn registering_an_existing_email_is_refused_with_a_clear_message() {
     let email = unique_email("dup");
     app.register(&email).await.assert_redirects_to("/");
     app.logout().await;
-    let again = app.post("/register", &[("email", &email), ("password", "another password")]).await;
+    let again = app
+        .post(
+            "/register",
+            &[("email", &email), ("password", "another password")],
+        )
+        .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert!(again.body.contains("already exists"));
     assert_eq!(app.signed_in_as().await, None);
@@ -42,22 +49,34 @@ async fn invalid_registrations_are_refused_and_store_nothing() {
         ("", PASSWORD, "enter your email"),
         (long_email.as_str(), PASSWORD, "too long"),
         ("short@example.com", "short", "at least 8 characters"),
-        ("long@example.com", &"p".repeat(200), "at most 128 characters"),
+        (
+            "long@example.com",
+            &"p".repeat(200),
+            "at most 128 characters",
+        ),
     ];
     for (email, password, message) in cases {
-        let page = app.post("/register", &[("email", email), ("password", password)]).await;
+        let page = app
+            .post("/register", &[("email", email), ("password", password)])
+            .await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{email}");
         assert!(page.body.contains(message), "{email}: {message}");
         assert_eq!(app.signed_in_as().await, None);
         let login = app.login(email, password).await;
-        assert_eq!(login.status, StatusCode::UNAUTHORIZED, "no account was made for {email}");
+        assert_eq!(
+            login.status,
+            StatusCode::UNAUTHORIZED,
+            "no account was made for {email}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_form_with_missing_fields_is_refused() {
     let app = spawn_app().await;
-    let page = app.post("/register", &[("email", "someone@example.com")]).await;
+    let page = app
+        .post("/register", &[("email", "someone@example.com")])
+        .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("incomplete"));
 }
@@ -89,7 +108,12 @@ async fn logging_out_signs_the_user_out() {
 #[tokio::test]
 async fn html_in_an_email_is_shown_escaped() {
     let app = spawn_app().await;
-    let page = app.post("/login", &[("email", "<script>alert(1)</script>"), ("password", "x")]).await;
+    let page = app
+        .post(
+            "/login",
+            &[("email", "<script>alert(1)</script>"), ("password", "x")],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     assert!(!page.body.contains("<script>alert(1)</script>"));
     assert!(page.body.contains("&#60;script&#62;") || page.body.contains("&lt;script&gt;"));

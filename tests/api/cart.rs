@@ -27,11 +27,17 @@ async fn changing_a_quantity_sets_it_and_zero_removes_the_line() {
     let app = spawn_app().await;
     app.add_to_cart(1, "2").await;
     app.add_to_cart(2, "1").await;
-    app.post("/cart/items/1", &[("quantity", "7")]).await.assert_redirects_to("/cart");
+    app.post("/cart/items/1", &[("quantity", "7")])
+        .await
+        .assert_redirects_to("/cart");
     assert_eq!(app.cart().await, vec![(1, 7), (2, 1)]);
-    app.post("/cart/items/1", &[("quantity", "0")]).await.assert_redirects_to("/cart");
+    app.post("/cart/items/1", &[("quantity", "0")])
+        .await
+        .assert_redirects_to("/cart");
     assert_eq!(app.cart().await, vec![(2, 1)]);
-    app.post("/cart/items/2/remove", &[]).await.assert_redirects_to("/cart");
+    app.post("/cart/items/2/remove", &[])
+        .await
+        .assert_redirects_to("/cart");
     assert!(app.cart().await.is_empty());
     assert!(app.get("/cart").await.body.contains("Your cart is empty"));
 }
@@ -52,13 +58,28 @@ async fn bad_quantities_are_refused_with_a_message_and_change_nothing() {
     ];
     for (quantity, message) in cases {
         let page = app.add_to_cart(1, quantity).await;
-        assert_eq!(page.status, StatusCode::BAD_REQUEST, "quantity {quantity:?}");
-        assert!(page.body.contains(message), "quantity {quantity:?}: {message}");
-        assert_eq!(app.cart().await, vec![(1, 2)], "quantity {quantity:?} changed nothing");
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "quantity {quantity:?}"
+        );
+        assert!(
+            page.body.contains(message),
+            "quantity {quantity:?}: {message}"
+        );
+        assert_eq!(
+            app.cart().await,
+            vec![(1, 2)],
+            "quantity {quantity:?} changed nothing"
+        );
     }
     for quantity in ["-1", "100", "x"] {
         let page = app.post("/cart/items/1", &[("quantity", quantity)]).await;
-        assert_eq!(page.status, StatusCode::BAD_REQUEST, "update to {quantity:?}");
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "update to {quantity:?}"
+        );
         assert_eq!(app.cart().await, vec![(1, 2)]);
     }
 }
@@ -67,7 +88,9 @@ async fn bad_quantities_are_refused_with_a_message_and_change_nothing() {
 async fn unknown_or_malformed_products_cannot_be_added() {
     let app = spawn_app().await;
     for id in ["9999", "abc", "0", "-5", "1 OR 1=1", ""] {
-        let page = app.post("/cart/items", &[("product_id", id), ("quantity", "1")]).await;
+        let page = app
+            .post("/cart/items", &[("product_id", id), ("quantity", "1")])
+            .await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "product {id:?}");
         assert!(page.body.contains("does not exist"), "product {id:?}");
     }
@@ -83,7 +106,10 @@ async fn more_than_the_stock_cannot_be_added() {
     // The wool throw blanket (id 6) starts with 10 in stock.
     let page = app.add_to_cart(6, "11").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(page.body.contains("Only 10 of Wool Throw Blanket are in stock"));
+    assert!(
+        page.body
+            .contains("Only 10 of Wool Throw Blanket are in stock")
+    );
     assert!(app.cart().await.is_empty());
 }
 
@@ -95,7 +121,9 @@ async fn the_guest_cart_is_carried_into_the_account_on_login() {
     app.logout().await;
     app.add_to_cart(4, "2").await;
     app.add_to_cart(5, "1").await;
-    app.login(&email, crate::helpers::PASSWORD).await.assert_redirects_to("/");
+    app.login(&email, crate::helpers::PASSWORD)
+        .await
+        .assert_redirects_to("/");
     assert_eq!(app.cart().await, vec![(4, 2), (5, 1)]);
     assert_eq!(app.signed_in_as().await, Some(email));
 }
@@ -105,7 +133,11 @@ async fn a_flash_message_confirms_an_add_once() {
     let app = spawn_app().await;
     app.add_to_cart(1, "1").await;
     let first = app.get("/cart").await;
-    assert!(first.body.contains("Added 1 × Enamel Camp Mug to your cart."));
+    assert!(
+        first
+            .body
+            .contains("Added 1 × Enamel Camp Mug to your cart.")
+    );
     let second = app.get("/cart").await;
     assert!(!second.body.contains("Added 1 ×"));
 }
@@ -114,7 +146,12 @@ async fn a_flash_message_confirms_an_add_once() {
 async fn a_get_never_changes_the_cart() {
     let app = spawn_app().await;
     app.add_to_cart(1, "1").await;
-    for path in ["/cart/items?product_id=2&quantity=1", "/cart/items/1/remove", "/checkout", "/logout"] {
+    for path in [
+        "/cart/items?product_id=2&quantity=1",
+        "/cart/items/1/remove",
+        "/checkout",
+        "/logout",
+    ] {
         let page = app.get(path).await;
         assert!(page.status.is_client_error(), "GET {path} is refused");
     }

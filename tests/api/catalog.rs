@@ -26,31 +26,59 @@ async fn a_product_page_shows_name_price_stock_and_an_add_form() {
     assert!(page.body.contains("Enamel Camp Mug"));
     assert!(page.body.contains("$14.50"));
     assert!(page.body.contains("40 in stock"));
-    assert!(page.body.contains(r#"<label for="quantity">Quantity</label>"#));
+    assert!(
+        page.body
+            .contains(r#"<label for="quantity">Quantity</label>"#)
+    );
 }
 
 #[tokio::test]
 async fn unknown_and_malformed_product_ids_get_the_not_found_page() {
     let app = spawn_app().await;
-    for path in ["/products/9999", "/products/abc", "/products/0", "/products/-1", "/no-such-page"] {
+    for path in [
+        "/products/9999",
+        "/products/abc",
+        "/products/0",
+        "/products/-1",
+        "/no-such-page",
+    ] {
         let page = app.get(path).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
         assert!(page.body.contains("Page not found"), "{path}");
-        assert!(page.body.contains(&app.instance), "the error page has the badge: {path}");
+        assert!(
+            page.body.contains(&app.instance),
+            "the error page has the badge: {path}"
+        );
     }
 }
 
 #[tokio::test]
 async fn every_response_names_the_instance_and_every_page_shows_the_badge() {
     let app = spawn_app().await;
-    for path in ["/", "/cart", "/login", "/healthz", "/missing", "/static/style.css"] {
+    for path in [
+        "/",
+        "/cart",
+        "/login",
+        "/healthz",
+        "/missing",
+        "/static/style.css",
+    ] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
-        let served_by = response.headers().get("x-served-by").map(|v| v.to_str().unwrap().to_owned());
+        let served_by = response
+            .headers()
+            .get("x-served-by")
+            .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(served_by.as_deref(), Some(app.instance.as_str()), "{path}");
     }
     let page = app.get("/").await;
-    assert!(page.body.contains(&format!(r#"<strong class="instance">{}</strong>"#, app.instance)));
-    assert!(page.body.contains(r#"<strong class="backend">sqlite</strong>"#));
+    assert!(page.body.contains(&format!(
+        r#"<strong class="instance">{}</strong>"#,
+        app.instance
+    )));
+    assert!(
+        page.body
+            .contains(r#"<strong class="backend">sqlite</strong>"#)
+    );
 }
 
 #[tokio::test]
@@ -67,7 +95,12 @@ async fn pages_carry_security_headers() {
     let app = spawn_app().await;
     let response = app.client.get(app.url("/")).send().await.unwrap();
     let headers = response.headers();
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     assert_eq!(headers["x-content-type-options"], "nosniff");
     let cookie = headers["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("HttpOnly"));

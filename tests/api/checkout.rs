@@ -22,7 +22,11 @@ async fn checkout_places_an_order_and_takes_the_items_out_of_stock() {
     assert_eq!(order.status, StatusCode::OK);
     assert!(order.body.contains("Thank you! Order #"));
     assert!(order.body.contains("Enamel Camp Mug"));
-    assert!(order.body.contains(r#"<td class="grand-total">$55.50</td>"#)); // 3 × 14.50 + 12.00
+    assert!(
+        order
+            .body
+            .contains(r#"<td class="grand-total">$55.50</td>"#)
+    ); // 3 × 14.50 + 12.00
     assert!(app.cart().await.is_empty());
     assert_eq!(app.stock_of(1).await, 37);
     assert_eq!(app.stock_of(2).await, 59);
@@ -33,7 +37,9 @@ async fn checkout_places_an_order_and_takes_the_items_out_of_stock() {
 async fn a_guest_is_sent_to_log_in_and_keeps_the_cart() {
     let app = spawn_app().await;
     app.add_to_cart(1, "1").await;
-    app.post("/checkout", &[]).await.assert_redirects_to("/login");
+    app.post("/checkout", &[])
+        .await
+        .assert_redirects_to("/login");
     let login = app.get("/login").await;
     assert!(login.body.contains("Please log in to check out"));
     assert_eq!(app.cart().await, vec![(1, 1)]);
@@ -44,7 +50,9 @@ async fn a_guest_is_sent_to_log_in_and_keeps_the_cart() {
 async fn an_empty_cart_cannot_be_checked_out() {
     let app = spawn_app().await;
     signed_in(&app, "empty").await;
-    app.post("/checkout", &[]).await.assert_redirects_to("/cart");
+    app.post("/checkout", &[])
+        .await
+        .assert_redirects_to("/cart");
     assert!(app.get("/cart").await.body.contains("Your cart is empty."));
     assert!(app.order_ids().await.is_empty());
 }
@@ -62,11 +70,17 @@ async fn a_checkout_that_runs_out_of_stock_changes_nothing() {
     rival.post("/checkout", &[]).await;
     assert_eq!(rival.order_ids().await.len(), 1);
 
-    app.post("/checkout", &[]).await.assert_redirects_to("/cart");
+    app.post("/checkout", &[])
+        .await
+        .assert_redirects_to("/cart");
     let cart = app.get("/cart").await;
     assert!(cart.body.contains("not enough of Wool Throw Blanket"));
     assert!(app.order_ids().await.is_empty());
-    assert_eq!(app.stock_of(1).await, 40, "the mugs were not taken out of stock");
+    assert_eq!(
+        app.stock_of(1).await,
+        40,
+        "the mugs were not taken out of stock"
+    );
     assert_eq!(app.stock_of(6).await, 9);
     assert_eq!(app.cart().await, vec![(1, 2), (6, 10)], "the cart is kept");
 }
@@ -85,12 +99,23 @@ async fn another_users_order_is_not_found() {
     app.add_to_cart(1, "1").await;
     app.post("/checkout", &[]).await;
     let order_id = app.order_ids().await[0];
-    assert_eq!(app.get(&format!("/orders/{order_id}")).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("/orders/{order_id}")).await.status,
+        StatusCode::OK
+    );
 
     let snoop = spawn_replica(&app).await;
     signed_in(&snoop, "snoop").await;
-    for path in [format!("/orders/{order_id}"), "/orders/99999".into(), "/orders/abc".into()] {
-        assert_eq!(snoop.get(&path).await.status, StatusCode::NOT_FOUND, "{path}");
+    for path in [
+        format!("/orders/{order_id}"),
+        "/orders/99999".into(),
+        "/orders/abc".into(),
+    ] {
+        assert_eq!(
+            snoop.get(&path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
     assert!(snoop.order_ids().await.is_empty());
 }

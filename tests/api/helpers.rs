@@ -43,9 +43,15 @@ pub async fn test_settings() -> (HashMap<String, String>, Arc<TempDir>) {
         ("WORKERS", "1".to_owned()),
         ("DATABASE_URL", database_url),
         ("SESSION_BACKEND", "sqlite".to_owned()),
-        ("SESSION_DATABASE_URL", format!("sqlite://{path}/sessions.db")),
+        (
+            "SESSION_DATABASE_URL",
+            format!("sqlite://{path}/sessions.db"),
+        ),
         ("SESSION_SECRET", TEST_SECRET.to_owned()),
-        ("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned()),
+        (
+            "STATIC_DIR",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/static").to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -95,7 +101,8 @@ async fn start(mut settings: HashMap<String, String>, dir: Arc<TempDir>) -> Test
     let instance = format!("test-{}", INSTANCE.fetch_add(1, Ordering::SeqCst));
     settings.insert("INSTANCE_NAME".into(), instance.clone());
     let lookup = settings.clone();
-    let config = Config::from_lookup(|name| lookup.get(name).cloned()).expect("valid test settings");
+    let config =
+        Config::from_lookup(|name| lookup.get(name).cloned()).expect("valid test settings");
     let app = Application::build(config).await.expect("the shop starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -134,7 +141,11 @@ impl Page {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body = response.text().await.expect("a body");
-        Self { status, location, body }
+        Self {
+            status,
+            location,
+            body,
+        }
     }
 
     /// The CSRF token of the page's forms.
@@ -160,13 +171,22 @@ impl TestApp {
 
     /// Posts a form as a browser would, without adding a CSRF token.
     pub async fn post_raw(&self, path: &str, form: &[(&str, &str)]) -> Page {
-        let response = self.client.post(self.url(path)).form(form).send().await.expect("POST");
+        let response = self
+            .client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .expect("POST");
         Page::from(response).await
     }
 
     /// The current CSRF token, read from a page as a browser would see it.
     pub async fn csrf_token(&self) -> String {
-        self.get("/login").await.csrf_token().expect("a page with a form")
+        self.get("/login")
+            .await
+            .csrf_token()
+            .expect("a page with a form")
     }
 
     /// Posts a form with the session's CSRF token.
@@ -178,11 +198,13 @@ impl TestApp {
     }
 
     pub async fn register(&self, email: &str) -> Page {
-        self.post("/register", &[("email", email), ("password", PASSWORD)]).await
+        self.post("/register", &[("email", email), ("password", PASSWORD)])
+            .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Page {
-        self.post("/login", &[("email", email), ("password", password)]).await
+        self.post("/login", &[("email", email), ("password", password)])
+            .await
     }
 
     pub async fn logout(&self) -> Page {
@@ -190,8 +212,14 @@ impl TestApp {
     }
 
     pub async fn add_to_cart(&self, product_id: i64, quantity: &str) -> Page {
-        self.post("/cart/items", &[("product_id", &product_id.to_string()), ("quantity", quantity)])
-            .await
+        self.post(
+            "/cart/items",
+            &[
+                ("product_id", &product_id.to_string()),
+                ("quantity", quantity),
+            ],
+        )
+        .await
     }
 
     /// The cart as `(product id, quantity)` pairs, read from the cart page.
@@ -225,20 +253,26 @@ impl TestApp {
             return 0;
         }
         let re = Regex::new(r"(\d+) in stock").unwrap();
-        re.captures(&body).expect("a stock line")[1].parse().unwrap()
+        re.captures(&body).expect("a stock line")[1]
+            .parse()
+            .unwrap()
     }
 
     /// The ids of the signed-in user's orders, newest first.
     pub async fn order_ids(&self) -> Vec<i64> {
         let body = self.get("/orders").await.body;
         let re = Regex::new(r#"href="/orders/(\d+)""#).unwrap();
-        re.captures_iter(&body).map(|c| c[1].parse().unwrap()).collect()
+        re.captures_iter(&body)
+            .map(|c| c[1].parse().unwrap())
+            .collect()
     }
 }
 
 pub fn cart_lines(body: &str) -> Vec<(i64, u32)> {
-    let re = Regex::new(r#"id="qty-(\d+)" name="quantity" type="number" min="0" max="99" value="(\d+)""#)
-        .unwrap();
+    let re = Regex::new(
+        r#"id="qty-(\d+)" name="quantity" type="number" min="0" max="99" value="(\d+)""#,
+    )
+    .unwrap();
     re.captures_iter(body)
         .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap()))
         .collect()

@@ -16,8 +16,15 @@ struct Process {
     address: String,
 }
 
-async fn start_process(settings: &std::collections::HashMap<String, String>, name: &str) -> Process {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+async fn start_process(
+    settings: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Process {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_shop"))
         .envs(settings)
         .env("PORT", port.to_string())
@@ -31,10 +38,16 @@ async fn start_process(settings: &std::collections::HashMap<String, String>, nam
     let address = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     for _ in 0..100 {
-        if let Ok(response) = client.get(format!("{address}/healthz")).send().await {
-            if response.status() == StatusCode::OK {
-                return Process { _child: child, address };
-            }
+        let healthy = client
+            .get(format!("{address}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == StatusCode::OK);
+        if healthy {
+            return Process {
+                _child: child,
+                address,
+            };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -61,7 +74,10 @@ async fn a_login_and_cart_made_on_one_process_are_seen_by_another() {
     alpha.register(&email).await.assert_redirects_to("/");
     alpha.add_to_cart(3, "2").await;
     let page = beta.get("/cart").await;
-    assert!(page.body.contains(r#"<strong class="instance">beta</strong>"#));
+    assert!(
+        page.body
+            .contains(r#"<strong class="instance">beta</strong>"#)
+    );
     assert_eq!(crate::helpers::signed_in_as(&page.body), Some(email));
     assert_eq!(crate::helpers::cart_lines(&page.body), vec![(3, 2)]);
 

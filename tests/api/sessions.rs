@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use reqwest::cookie::Jar;
 use shop::session::SqliteStore;
 
-use crate::helpers::{TEST_SECRET, TestApp, client_with, signed_in_as, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{
+    TEST_SECRET, TestApp, client_with, signed_in_as, spawn_app, spawn_app_with, unique_email,
+};
 
 /// The session key inside the browser's encrypted cookie.
 fn session_key(app: &TestApp) -> String {
@@ -24,7 +26,9 @@ fn session_key(app: &TestApp) -> String {
 }
 
 async fn session_store(app: &TestApp) -> SqliteStore {
-    SqliteStore::connect(&app.settings["SESSION_DATABASE_URL"]).await.unwrap()
+    SqliteStore::connect(&app.settings["SESSION_DATABASE_URL"])
+        .await
+        .unwrap()
 }
 
 /// A client that sends exactly this cookie, as an attacker replaying it would.
@@ -48,12 +52,20 @@ async fn the_cookie_holds_only_an_opaque_key_and_stays_small() {
     }
     let key = session_key(&app);
     assert_eq!(key.len(), 64);
-    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "the key is opaque: {key}");
+    assert!(
+        key.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the key is opaque: {key}"
+    );
     let cookie = app.session_cookie().unwrap();
     assert!(cookie.len() < 200, "the cookie is {} bytes", cookie.len());
     assert!(!cookie.contains("cart") && !cookie.contains("user"));
     // The state itself is in the store, under that key, with an expiry.
-    let (state, ttl) = session_store(&app).await.raw(&key).await.unwrap().expect("stored state");
+    let (state, ttl) = session_store(&app)
+        .await
+        .raw(&key)
+        .await
+        .unwrap()
+        .expect("stored state");
     assert!(state.contains("\\\"product_id\\\":12"), "{state}");
     assert!((1700..=1800).contains(&ttl), "ttl {ttl}");
 }
@@ -66,11 +78,16 @@ async fn the_session_key_changes_on_login_and_the_old_one_is_gone() {
     app.logout().await;
     app.add_to_cart(1, "1").await;
     let guest_key = session_key(&app);
-    app.login(&email, crate::helpers::PASSWORD).await.assert_redirects_to("/");
+    app.login(&email, crate::helpers::PASSWORD)
+        .await
+        .assert_redirects_to("/");
     let user_key = session_key(&app);
     assert_ne!(guest_key, user_key);
     let store = session_store(&app).await;
-    assert!(store.raw(&guest_key).await.unwrap().is_none(), "the guest key was deleted");
+    assert!(
+        store.raw(&guest_key).await.unwrap().is_none(),
+        "the guest key was deleted"
+    );
     assert!(store.raw(&user_key).await.unwrap().is_some());
 }
 
@@ -101,7 +118,12 @@ async fn a_tampered_cookie_is_treated_as_a_fresh_guest() {
     let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
     let truncated = format!("{name}={}", &value[..value.len() / 2]);
     let foreign = "shop_session=eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl".to_owned();
-    for cookie in [tampered, truncated, foreign, format!("{name}={}", "A".repeat(5000))] {
+    for cookie in [
+        tampered,
+        truncated,
+        foreign,
+        format!("{name}={}", "A".repeat(5000)),
+    ] {
         let (status, body) = get_with_cookie(&app, &cookie, "/").await;
         assert_eq!(status, StatusCode::OK, "{cookie}");
         assert_eq!(signed_in_as(&body), None);
@@ -124,7 +146,10 @@ async fn an_idle_session_expires_in_the_store_and_the_reaper_deletes_it() {
     assert_eq!(signed_in_as(&body), None);
     assert!(body.contains("Your cart is empty"));
     let store = session_store(&app).await;
-    assert!(store.raw(&key).await.unwrap().is_some(), "expired but not yet reaped");
+    assert!(
+        store.raw(&key).await.unwrap().is_some(),
+        "expired but not yet reaped"
+    );
     assert!(store.reap_expired().await.unwrap() >= 1);
     assert!(store.raw(&key).await.unwrap().is_none());
 }
@@ -143,5 +168,8 @@ async fn a_read_only_page_view_does_not_rewrite_the_session() {
     }
     let (after, ttl_after) = store.raw(&key).await.unwrap().unwrap();
     assert_eq!(before, after);
-    assert!(ttl_after < ttl_before, "the expiry was not pushed back by reads");
+    assert!(
+        ttl_after < ttl_before,
+        "the expiry was not pushed back by reads"
+    );
 }
