@@ -292,12 +292,38 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Settings with `SESSION_BACKEND=sqlite` unless the case names another, so the cases hold
+    /// whichever stores this build compiled in.
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars
+        let mut vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        vars.entry("SESSION_BACKEND".into())
+            .or_insert("sqlite".into());
         Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn an_unset_backend_defaults_to_the_only_network_store_or_sqlite() {
+        let compiled = [
+            cfg!(feature = "redis"),
+            cfg!(feature = "postgres"),
+            cfg!(feature = "memcached"),
+        ]
+        .into_iter()
+        .filter(|&on| on)
+        .count();
+        let result = Config::from_lookup(|_| None);
+        match compiled {
+            0 => assert_eq!(result.unwrap().session.backend, Backend::Sqlite),
+            1 => assert_ne!(result.unwrap().session.backend, Backend::Sqlite),
+            _ => {
+                let err = result.unwrap_err();
+                assert_eq!(err.variable, "SESSION_BACKEND");
+                assert!(err.reason.contains("several"), "{}", err.reason);
+            }
+        }
     }
 
     #[test]
