@@ -278,6 +278,17 @@ pub(crate) fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// The URL with any password replaced, fit for a log line.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
 fn default_instance_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -367,6 +378,22 @@ mod tests {
         let config = config(&[("APP_ENV", "production"), ("SESSION_SECRET", &secret)]).unwrap();
         assert!(config.session.cookie_secure);
         assert!(!config.uses_development_secret());
+    }
+
+    #[test]
+    fn passwords_in_urls_never_reach_the_log() {
+        assert_eq!(
+            redact_url("postgres://shop:s3cret@db:5432/shop"),
+            "postgres://shop:***@db:5432/shop"
+        );
+        assert_eq!(
+            redact_url("postgres://shop@db/shop"),
+            "postgres://shop@db/shop"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379"),
+            "redis://:***@127.0.0.1:6379"
+        );
     }
 
     #[test]

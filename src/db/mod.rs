@@ -23,24 +23,10 @@ pub struct Database {
 impl Database {
     /// Connects, creates a SQLite file on first run, and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        sqlx::any::install_default_drivers();
-        let sqlite = is_sqlite(url);
-        let url = if sqlite {
-            sqlite_url(url)?
-        } else {
-            url.to_owned()
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 8 } else { 10 })
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&url)
+        let pool = connect_any(url, if is_sqlite(url) { 8 } else { 10 })
             .await
             .context("could not connect to DATABASE_URL")?;
-        if sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await
-                .context("could not switch the SQLite database to WAL mode")?;
+        if is_sqlite(url) {
             sqlx::migrate!("./migrations/sqlite").run(&pool).await
         } else {
             sqlx::migrate!("./migrations/postgres").run(&pool).await
@@ -58,6 +44,39 @@ impl Database {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// A pool over a SQLite or PostgreSQL URL. A SQLite file is created on first use, in WAL mode
+/// so readers never wait for the writer and several processes can share it.
+pub async fn connect_any(url: &str, max_connections: u32) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let sqlite = is_sqlite(url);
+    let url = if sqlite {
+        sqlite_url(url)?
+    } else {
+        url.to_owned()
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    if sqlite {
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await?;
+    }
+    Ok(pool)
 }
 
 /// A SQLite URL that creates its file, with the folder made beforehand.

@@ -1,6 +1,9 @@
 //! The anti-pattern, kept on purpose: state in this process's memory. Behind a load balancer a
 //! shopper's next request lands on another process that has never heard of them, and killing the
 //! process logs everyone out. Never a default; choosing it logs a loud warning.
+//!
+//! It keeps the same semantics as the real stores (and stores the same encoded bytes), so the
+//! only difference a demonstration shows is where the state lives.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,41 +12,58 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
 use actix_web::cookie::time::Duration;
 
 use super::State;
-use super::codec::{encode, new_key, now};
+use super::codec::{decode, encode, new_key, now};
+
+type Entries = HashMap<String, (String, i64)>;
 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    sessions: Arc<Mutex<HashMap<String, (State, i64)>>>,
+    sessions: Arc<Mutex<Entries>>,
 }
 
 impl MemoryStore {
-    fn with_map<T>(&self, f: impl FnOnce(&mut HashMap<String, (State, i64)>) -> T) -> T {
+    fn with_map<T>(&self, f: impl FnOnce(&mut Entries) -> T) -> T {
         let mut map = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut map)
     }
 
-    pub async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+    /// The live entry under `key`, if any.
+    fn live(&self, key: &str) -> Option<(String, i64)> {
         let now = now();
-        Ok(self.with_map(|map| {
-            map.get(key.as_ref())
-                .filter(|(_, expires_at)| *expires_at > now)
-                .map(|(state, _)| state.clone())
+        self.with_map(|map| map.get(key).filter(|(_, exp)| *exp > now).cloned())
+    }
+
+    pub fn location(&self) -> String {
+        "this process's memory".to_owned()
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    pub async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        self.live(key.as_ref())
+            .map(|(state, _)| decode(key, state.as_bytes()))
+            .transpose()
+    }
+
+    /// Stores encoded state under `key` unless a live session has it.
+    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
+        let now = now();
+        Ok(self.with_map(|map| match map.get(key) {
+            Some((_, expires_at)) if *expires_at > now => false,
+            _ => {
+                map.insert(key.to_owned(), (state.to_owned(), now + ttl.whole_seconds()));
+                true
+            }
         }))
     }
 
     pub async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        encode(&state).map_err(SaveError::Serialization)?;
-        let expires_at = now() + ttl.whole_seconds();
+        let state = encode(&state).map_err(SaveError::Serialization)?;
         loop {
             let key = new_key();
-            let inserted = self.with_map(|map| {
-                if map.contains_key(key.as_ref()) {
-                    return false;
-                }
-                map.insert(key.as_ref().to_owned(), (state.clone(), expires_at));
-                true
-            });
-            if inserted {
+            if self.insert_new(key.as_ref(), &state, ttl).await.map_err(SaveError::Other)? {
                 return Ok(key);
             }
         }
@@ -55,7 +75,7 @@ impl MemoryStore {
         state: State,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
-        encode(&state).map_err(UpdateError::Serialization)?;
+        let state = encode(&state).map_err(UpdateError::Serialization)?;
         let now = now();
         self.with_map(|map| {
             if let Some(entry) = map.get_mut(key.as_ref()).filter(|(_, exp)| *exp > now) {
@@ -78,6 +98,12 @@ impl MemoryStore {
     pub async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
         self.with_map(|map| map.remove(key.as_ref()));
         Ok(())
+    }
+
+    /// The state as stored and the seconds it has left.
+    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+        let entry = self.with_map(|map| map.get(key).cloned());
+        Ok(entry.map(|(state, expires_at)| (state, expires_at - now())))
     }
 
     pub fn reap_expired(&self) -> u64 {

@@ -7,20 +7,34 @@
 //! state never loads, and corrupt state loads as "no session".
 
 mod codec;
+#[cfg(feature = "memcached")]
+mod memcached;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 mod shopper;
+mod sql;
 mod sqlite;
+mod stats;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
 
 pub use codec::{MAX_STATE_BYTES, StateTooLarge, now};
+#[cfg(feature = "memcached")]
+pub use memcached::MemcachedStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 pub use shopper::{Flash, FlashKind, ShopSession, SignedInUser};
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
+pub use stats::{Operation, StoreStats};
 
 use crate::config::SessionConfig;
 
@@ -128,74 +142,142 @@ impl fmt::Display for Backend {
     }
 }
 
-/// The store chosen at start-up. An enum rather than a trait object because actix-session's
-/// `SessionStore` returns `impl Future`, which is not object safe.
+/// The store chosen at start-up, with counters of what it was asked to do. An enum inside
+/// rather than a trait object because actix-session's `SessionStore` returns `impl Future`,
+/// which is not object safe.
 #[derive(Clone)]
-pub enum Store {
-    Sqlite(SqliteStore),
+pub struct Store {
+    kind: Kind,
+    backend: Backend,
+    stats: Arc<StoreStats>,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Sql(SqlStore),
     Memory(MemoryStore),
+    #[cfg(feature = "redis")]
+    Redis(RedisStore),
+    #[cfg(feature = "memcached")]
+    Memcached(MemcachedStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match &$self.kind {
+            Kind::Sql($store) => $call,
+            Kind::Memory($store) => $call,
+            #[cfg(feature = "redis")]
+            Kind::Redis($store) => $call,
+            #[cfg(feature = "memcached")]
+            Kind::Memcached($store) => $call,
+        }
+    };
 }
 
 impl Store {
     /// Connects to the store named in the configuration.
     pub async fn connect(config: &SessionConfig) -> anyhow::Result<Self> {
-        match config.backend {
-            Backend::Sqlite => Ok(Store::Sqlite(
-                SqliteStore::connect(&config.database_url).await?,
-            )),
-            Backend::Memory => Ok(Store::Memory(MemoryStore::default())),
-            other => anyhow::bail!("the {other} store is not available in this build"),
-        }
+        let kind = match config.backend {
+            Backend::Sqlite => Kind::Sql(sqlite::connect(&config.database_url).await?),
+            Backend::Memory => Kind::Memory(MemoryStore::default()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => Kind::Sql(postgres::connect(&config.database_url).await?),
+            #[cfg(feature = "redis")]
+            Backend::Redis => {
+                Kind::Redis(RedisStore::connect(&config.redis_url, &config.key_prefix).await?)
+            }
+            #[cfg(feature = "memcached")]
+            Backend::Memcached => Kind::Memcached(
+                MemcachedStore::connect(&config.memcached_servers, &config.key_prefix).await?,
+            ),
+            #[allow(
+                unreachable_patterns,
+                reason = "reachable when a store's feature is off"
+            )]
+            other => anyhow::bail!("the {other} store is not compiled into this build"),
+        };
+        Ok(Self {
+            kind,
+            backend: config.backend,
+            stats: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Store::Sqlite(_) => Backend::Sqlite,
-            Store::Memory(_) => Backend::Memory,
-        }
+        self.backend
+    }
+
+    /// What this store was asked to do since start-up.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     /// Where the state lives, without any password, for the start-up log.
     pub fn location(&self) -> String {
-        match self {
-            Store::Sqlite(store) => store.location(),
-            Store::Memory(_) => "this process's memory".to_owned(),
+        match &self.kind {
+            Kind::Memory(_) => "this process's memory".to_owned(),
+            _ => dispatch!(self, store => store.location()),
         }
     }
 
     /// One cheap round trip, for `/readyz`.
     pub async fn ping(&self) -> anyhow::Result<()> {
-        match self {
-            Store::Sqlite(store) => store.ping().await,
-            Store::Memory(_) => Ok(()),
+        match &self.kind {
+            Kind::Memory(_) => Ok(()),
+            _ => dispatch!(self, store => store.ping().await),
         }
     }
 
     /// Deletes expired state in stores that do not expire it themselves. Returns how many.
     pub async fn reap_expired(&self) -> anyhow::Result<u64> {
-        match self {
-            Store::Sqlite(store) => store.reap_expired().await,
-            Store::Memory(store) => Ok(store.reap_expired()),
+        match &self.kind {
+            Kind::Sql(store) => store.reap_expired().await,
+            Kind::Memory(store) => Ok(store.reap_expired()),
+            #[cfg(any(feature = "redis", feature = "memcached"))]
+            _ => Ok(0),
         }
     }
-}
 
-macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Sqlite($store) => $call,
-            Store::Memory($store) => $call,
-        }
-    };
+    /// Stores already-encoded state under `key` only if no live session has that key: the
+    /// primitive behind `save`, public so the conformance suite can try a collision.
+    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
+        dispatch!(self, store => store.insert_new(key, state, ttl).await)
+    }
+
+    /// The value stored under a session key, exactly as the store holds it, and the seconds it
+    /// has left; for the tests and the session inspector.
+    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+        dispatch!(self, store => store.raw(key).await)
+    }
+
+    /// Times `call`, counts it, and counts its failure.
+    async fn measured<T, E>(
+        &self,
+        operation: Operation,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.stats
+            .record(operation, started.elapsed(), result.is_ok());
+        result
+    }
 }
 
 impl SessionStore for Store {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        dispatch!(self, store => store.load(key).await)
+        self.measured(Operation::Load, async {
+            dispatch!(self, store => store.load(key).await)
+        })
+        .await
     }
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        dispatch!(self, store => store.save(state, ttl).await)
+        self.measured(Operation::Save, async {
+            dispatch!(self, store => store.save(state, ttl).await)
+        })
+        .await
     }
 
     async fn update(
@@ -204,14 +286,23 @@ impl SessionStore for Store {
         state: State,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
-        dispatch!(self, store => store.update(key, state, ttl).await)
+        self.measured(Operation::Update, async {
+            dispatch!(self, store => store.update(key, state, ttl).await)
+        })
+        .await
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
-        dispatch!(self, store => store.update_ttl(key, ttl).await)
+        self.measured(Operation::UpdateTtl, async {
+            dispatch!(self, store => store.update_ttl(key, ttl).await)
+        })
+        .await
     }
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
-        dispatch!(self, store => store.delete(key).await)
+        self.measured(Operation::Delete, async {
+            dispatch!(self, store => store.delete(key).await)
+        })
+        .await
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use regex::Regex;
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::{Client, Response, StatusCode, Url};
+use shop::session::Store;
 use shop::{Application, Config};
 use tempfile::TempDir;
 
@@ -26,27 +27,68 @@ pub struct TestApp {
     pub jar: Arc<Jar>,
     pub settings: HashMap<String, String>,
     pub dir: Arc<TempDir>,
+    /// The instance's own store handle, with its counters; `None` for an instance in another
+    /// process.
+    pub store: Option<Store>,
 }
 
-/// The settings of a fresh instance: its own SQLite files under a temporary folder, or a fresh
-/// PostgreSQL database when `TEST_DATABASE_URL` names a server.
+/// The session store the suite runs on: `TEST_SESSION_BACKEND`, by default `sqlite`.
+pub fn backend_under_test() -> String {
+    std::env::var("TEST_SESSION_BACKEND")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "sqlite".to_owned())
+}
+
+/// The PostgreSQL server the tests create databases in.
+pub fn postgres_server() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// The settings of a fresh instance on the suite's store.
 pub async fn test_settings() -> (HashMap<String, String>, Arc<TempDir>) {
+    test_settings_for(&backend_under_test()).await
+}
+
+/// The settings of a fresh instance: its own SQLite files under a temporary folder (or a fresh
+/// PostgreSQL database when `TEST_DATABASE_URL` names a server), and its own corner of the
+/// session store: a fresh database for the SQL stores, a fresh key prefix for the others.
+pub async fn test_settings_for(backend: &str) -> (HashMap<String, String>, Arc<TempDir>) {
     let dir = Arc::new(tempfile::tempdir().expect("a temporary folder"));
     let path = dir.path().display().to_string();
     let database_url = match std::env::var("TEST_DATABASE_URL") {
         Ok(server) if !server.is_empty() => fresh_postgres_database(&server).await,
         _ => format!("sqlite://{path}/shop.db"),
     };
+    let session_database_url = match backend {
+        "postgres" => fresh_postgres_database(&postgres_server()).await,
+        _ => format!("sqlite://{path}/sessions.db"),
+    };
+    let env_or = |name: &str, default: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    };
     let settings = [
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
         ("WORKERS", "1".to_owned()),
         ("DATABASE_URL", database_url),
-        ("SESSION_BACKEND", "sqlite".to_owned()),
+        ("SESSION_BACKEND", backend.to_owned()),
+        ("SESSION_DATABASE_URL", session_database_url),
         (
-            "SESSION_DATABASE_URL",
-            format!("sqlite://{path}/sessions.db"),
+            "REDIS_URL",
+            env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379"),
         ),
+        (
+            "MEMCACHED_SERVERS",
+            env_or("TEST_MEMCACHED_SERVERS", "127.0.0.1:11211"),
+        ),
+        ("SESSION_KEY_PREFIX", format!("test:{}:", uuid_like())),
         ("SESSION_SECRET", TEST_SECRET.to_owned()),
         (
             "STATIC_DIR",
@@ -59,19 +101,32 @@ pub async fn test_settings() -> (HashMap<String, String>, Arc<TempDir>) {
     (settings, dir)
 }
 
-async fn fresh_postgres_database(server: &str) -> String {
+/// A new, empty database on `server`, named so `.ci/test` can drop it on the next run.
+pub async fn fresh_postgres_database(server: &str) -> String {
     use sqlx::Executor;
     let server = server.trim_end_matches('/');
     let name = format!("shop_test_{}", uuid_like());
     let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
         .await
-        .expect("TEST_DATABASE_URL must point at a reachable PostgreSQL server");
+        .expect("the test PostgreSQL server must be reachable");
     admin
         .execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
         .await
         .expect("could not create a test database");
     admin.close().await;
     format!("{server}/{name}")
+}
+
+/// The configuration `settings` describe.
+pub fn config_of(settings: &HashMap<String, String>) -> Config {
+    Config::from_lookup(|name| settings.get(name).cloned()).expect("valid test settings")
+}
+
+/// A second handle on an instance's session store, to look at what it holds.
+pub async fn store_of(settings: &HashMap<String, String>) -> Store {
+    Store::connect(&config_of(settings).session)
+        .await
+        .expect("the session store is reachable")
 }
 
 fn uuid_like() -> String {
@@ -100,10 +155,10 @@ pub async fn spawn_replica(of: &TestApp) -> TestApp {
 async fn start(mut settings: HashMap<String, String>, dir: Arc<TempDir>) -> TestApp {
     let instance = format!("test-{}", INSTANCE.fetch_add(1, Ordering::SeqCst));
     settings.insert("INSTANCE_NAME".into(), instance.clone());
-    let lookup = settings.clone();
-    let config =
-        Config::from_lookup(|name| lookup.get(name).cloned()).expect("valid test settings");
-    let app = Application::build(config).await.expect("the shop starts");
+    let app = Application::build(config_of(&settings))
+        .await
+        .expect("the shop starts");
+    let store = app.store().clone();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let jar = Arc::new(Jar::default());
@@ -114,6 +169,7 @@ async fn start(mut settings: HashMap<String, String>, dir: Arc<TempDir>) -> Test
         instance,
         settings,
         dir,
+        store: Some(store),
     }
 }
 

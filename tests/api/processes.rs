@@ -67,6 +67,7 @@ async fn a_login_and_cart_made_on_one_process_are_seen_by_another() {
         jar: jar.clone(),
         settings: settings.clone(),
         dir: dir.clone(),
+        store: None,
     };
     let (alpha, beta) = (on(&first), on(&second));
 

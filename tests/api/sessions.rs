@@ -6,10 +6,11 @@ use std::sync::Arc;
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use reqwest::StatusCode;
 use reqwest::cookie::Jar;
-use shop::session::SqliteStore;
+use shop::session::{Backend, Store};
 
 use crate::helpers::{
-    TEST_SECRET, TestApp, client_with, signed_in_as, spawn_app, spawn_app_with, unique_email,
+    TEST_SECRET, TestApp, client_with, signed_in_as, spawn_app, spawn_app_with, store_of,
+    unique_email,
 };
 
 /// The session key inside the browser's encrypted cookie.
@@ -25,10 +26,8 @@ fn session_key(app: &TestApp) -> String {
         .to_owned()
 }
 
-async fn session_store(app: &TestApp) -> SqliteStore {
-    SqliteStore::connect(&app.settings["SESSION_DATABASE_URL"])
-        .await
-        .unwrap()
+async fn session_store(app: &TestApp) -> Store {
+    store_of(&app.settings).await
 }
 
 /// A client that sends exactly this cookie, as an attacker replaying it would.
@@ -146,11 +145,18 @@ async fn an_idle_session_expires_in_the_store_and_the_reaper_deletes_it() {
     assert_eq!(signed_in_as(&body), None);
     assert!(body.contains("Your cart is empty"));
     let store = session_store(&app).await;
-    assert!(
-        store.raw(&key).await.unwrap().is_some(),
-        "expired but not yet reaped"
-    );
-    assert!(store.reap_expired().await.unwrap() >= 1);
+    match store.backend() {
+        // The SQL stores keep the row until the reaper runs; it never loads meanwhile.
+        Backend::Sqlite | Backend::Postgres => {
+            assert!(
+                store.raw(&key).await.unwrap().is_some(),
+                "expired but not yet reaped"
+            );
+            assert!(store.reap_expired().await.unwrap() >= 1);
+        }
+        // Redis and Memcached expire keys themselves.
+        _ => {}
+    }
     assert!(store.raw(&key).await.unwrap().is_none());
 }
 

@@ -1,0 +1,156 @@
+//! Sessions in Redis, the classic choice: one `GET` per page view, expiry enforced by Redis
+//! itself (`EX`), no reaper needed.
+//!
+//! Our own store on the `redis` crate rather than actix-session's `RedisSessionStore`, because
+//! that one's `update` falls back to `save` when the key is gone, which brings a logged-out
+//! session back to life under a new key. Here `update` is `SET … XX`: it only ever rewrites a key
+//! that still exists. (`actix-redis` is deprecated and cannot serve actix-session 0.10+.)
+
+use std::time::Duration as StdDuration;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
+use actix_web::cookie::time::Duration;
+use anyhow::Context;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::State;
+use super::codec::{decode, encode, new_key};
+use crate::config::redact_url;
+
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    location: String,
+}
+
+fn seconds(ttl: &Duration) -> u64 {
+    u64::try_from(ttl.whole_seconds()).unwrap_or(1).max(1)
+}
+
+impl RedisStore {
+    /// Connects once; afterwards the connection manager reconnects by itself, and a command
+    /// during an outage fails within a second instead of hanging.
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(StdDuration::from_secs(1))
+            .set_response_timeout(StdDuration::from_secs(1))
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .with_context(|| format!("could not connect to Redis at {}", redact_url(url)))?;
+        Ok(Self {
+            connection,
+            prefix: prefix.to_owned(),
+            location: redact_url(url),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    pub fn location(&self) -> String {
+        format!("{} (keys {}…)", self.location, self.prefix)
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let _: () = redis::cmd("PING")
+            .query_async(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        let raw: Option<Vec<u8>> = self
+            .connection
+            .clone()
+            .get(self.key(key.as_ref()))
+            .await
+            .context("could not load a session from Redis")
+            .map_err(LoadError::Other)?;
+        raw.map(|raw| decode(key, &raw)).transpose()
+    }
+
+    /// `SET … NX EX`: stores state only under a key no session has.
+    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
+        let stored: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(state)
+            .arg("NX")
+            .arg("EX")
+            .arg(seconds(ttl))
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("could not save a session to Redis")?;
+        Ok(stored.is_some())
+    }
+
+    pub async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        let state = encode(&state).map_err(SaveError::Serialization)?;
+        loop {
+            let key = new_key();
+            if self
+                .insert_new(key.as_ref(), &state, ttl)
+                .await
+                .map_err(SaveError::Other)?
+            {
+                return Ok(key);
+            }
+        }
+    }
+
+    /// `SET … XX EX`: a key deleted meanwhile (logout) or expired stays gone.
+    pub async fn update(
+        &self,
+        key: SessionKey,
+        state: State,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let state = encode(&state).map_err(UpdateError::Serialization)?;
+        let _: Option<String> = redis::cmd("SET")
+            .arg(self.key(key.as_ref()))
+            .arg(state)
+            .arg("XX")
+            .arg("EX")
+            .arg(seconds(ttl))
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("could not update a session in Redis")
+            .map_err(UpdateError::Other)?;
+        Ok(key)
+    }
+
+    pub async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+        let _: bool = self
+            .connection
+            .clone()
+            .expire(self.key(key.as_ref()), seconds(ttl) as i64)
+            .await
+            .context("could not refresh a session's expiry in Redis")?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+        let _: i64 = self
+            .connection
+            .clone()
+            .del(self.key(key.as_ref()))
+            .await
+            .context("could not delete a session from Redis")?;
+        Ok(())
+    }
+
+    /// The stored value and its remaining lifetime in seconds, as Redis holds them.
+    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+        let (value, ttl): (Option<Vec<u8>>, i64) = redis::pipe()
+            .get(self.key(key))
+            .ttl(self.key(key))
+            .query_async(&mut self.connection.clone())
+            .await?;
+        Ok(value.map(|v| (String::from_utf8_lossy(&v).into_owned(), ttl)))
+    }
+}

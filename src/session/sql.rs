@@ -1,0 +1,209 @@
+//! The SQL session store, written once for both SQL dialects: a table
+//! `sessions(key primary key, state, expires_at)` with an index on `expires_at`.
+//!
+//! Expired rows never load. `insert_new` never replaces a live row and `update` only touches a
+//! live one, so a session deleted by a logout (or expired) stays gone. Rows are removed by a
+//! reaper in batches; on PostgreSQL it holds an advisory lock, so with many instances only one
+//! reaps at a time instead of all of them racing over the same rows.
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
+use actix_web::cookie::time::Duration;
+use anyhow::Context;
+use sqlx::AnyPool;
+
+use super::State;
+use super::codec::{decode, encode, new_key, now};
+
+/// Rows deleted by one reaper statement, so it never holds locks for long.
+const REAP_BATCH: i64 = 1000;
+
+/// The advisory lock the PostgreSQL reaper and schema set-up hold (an arbitrary constant).
+pub(super) const PG_LOCK: i64 = 0x5e55_1075;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS sessions (
+        key TEXT PRIMARY KEY NOT NULL,
+        state TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at);";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    location: String,
+}
+
+impl SqlStore {
+    /// Creates the table if needed (under the advisory lock on PostgreSQL, where instances
+    /// starting together would otherwise race on `CREATE TABLE`).
+    pub(super) async fn open(
+        pool: AnyPool,
+        dialect: Dialect,
+        location: String,
+    ) -> anyhow::Result<Self> {
+        let mut tx = pool.begin().await?;
+        if dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PG_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut *tx)
+            .await
+            .context("could not create the sessions table")?;
+        tx.commit().await?;
+        Ok(Self {
+            pool,
+            dialect,
+            location,
+        })
+    }
+
+    pub fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT state FROM sessions WHERE key = $1 AND expires_at > $2")
+                .bind(key.as_ref())
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await
+                .context("could not load a session")
+                .map_err(LoadError::Other)?;
+        row.map(|(state,)| decode(key, state.as_bytes()))
+            .transpose()
+    }
+
+    /// Stores state under `key` only if no live session has it; an expired row may be replaced.
+    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
+        let now = now();
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (key, state, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET state = excluded.state, expires_at = excluded.expires_at
+             WHERE sessions.expires_at <= $4",
+        )
+        .bind(key)
+        .bind(state)
+        .bind(now + ttl.whole_seconds())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .context("could not save a session")?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    pub async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        let state = encode(&state).map_err(SaveError::Serialization)?;
+        loop {
+            let key = new_key();
+            if self
+                .insert_new(key.as_ref(), &state, ttl)
+                .await
+                .map_err(SaveError::Other)?
+            {
+                return Ok(key);
+            }
+        }
+    }
+
+    pub async fn update(
+        &self,
+        key: SessionKey,
+        state: State,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let state = encode(&state).map_err(UpdateError::Serialization)?;
+        let now = now();
+        sqlx::query(
+            "UPDATE sessions SET state = $2, expires_at = $3 WHERE key = $1 AND expires_at > $4",
+        )
+        .bind(key.as_ref())
+        .bind(&state)
+        .bind(now + ttl.whole_seconds())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .context("could not update a session")
+        .map_err(UpdateError::Other)?;
+        Ok(key)
+    }
+
+    pub async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+        let now = now();
+        sqlx::query("UPDATE sessions SET expires_at = $2 WHERE key = $1 AND expires_at > $3")
+            .bind(key.as_ref())
+            .bind(now + ttl.whole_seconds())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .context("could not refresh a session's expiry")?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE key = $1")
+            .bind(key.as_ref())
+            .execute(&self.pool)
+            .await
+            .context("could not delete a session")?;
+        Ok(())
+    }
+
+    /// Deletes expired rows in batches until none is left. On PostgreSQL each batch runs under
+    /// the advisory lock; if another instance holds it, this one leaves the work to it.
+    pub async fn reap_expired(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            if self.dialect == Dialect::Postgres {
+                let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+                    .bind(PG_LOCK)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !locked {
+                    return Ok(total);
+                }
+            }
+            let deleted = sqlx::query(
+                "DELETE FROM sessions WHERE key IN
+                   (SELECT key FROM sessions WHERE expires_at <= $1 LIMIT $2)",
+            )
+            .bind(now())
+            .bind(REAP_BATCH)
+            .execute(&mut *tx)
+            .await
+            .context("could not delete expired sessions")?
+            .rows_affected();
+            tx.commit().await?;
+            total += deleted;
+            if deleted < REAP_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The stored value and its remaining lifetime in seconds, as the store holds them.
+    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT state, expires_at FROM sessions WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(state, expires_at)| (state, expires_at - now())))
+    }
+}

@@ -1,0 +1,200 @@
+//! One conformance suite, written once, run against every store compiled into this build, each
+//! against its real server: the semantics every store must keep.
+
+use std::collections::HashMap;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration;
+use shop::session::{MAX_STATE_BYTES, Store};
+
+use crate::helpers::{store_of, test_settings_for};
+
+type State = HashMap<String, String>;
+
+async fn store(backend: &str) -> Store {
+    let (settings, dir) = test_settings_for(backend).await;
+    // The SQLite file lives in the folder; keep it for the life of the test process.
+    std::mem::forget(dir);
+    store_of(&settings).await
+}
+
+fn key(raw: &str) -> SessionKey {
+    raw.to_owned().try_into().unwrap()
+}
+
+/// A state like the shop's, with the awkward characters a store might mangle.
+fn rich_state() -> State {
+    let cart: Vec<String> = (1..=200)
+        .map(|i| format!(r#"{{"product_id":{i},"quantity":{}}}"#, i % 99 + 1))
+        .collect();
+    HashMap::from([
+        (
+            "user".into(),
+            r#"{"id":7,"email":"zoë@example.com"}"#.into(),
+        ),
+        ("cart".into(), format!("[{}]", cart.join(","))),
+        (
+            "note".into(),
+            "\"quotes\" 'single' \\ back\\slash ünïcødé 日本語 🛒 \u{0}".into(),
+        ),
+        ("csrf".into(), "\"abc\"".into()),
+    ])
+}
+
+const TTL: Duration = Duration::seconds(60);
+
+async fn saved_and_loaded_state_is_identical(backend: &str) {
+    let store = store(backend).await;
+    let state = rich_state();
+    let key = store.save(state.clone(), &TTL).await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap(), Some(state));
+}
+
+async fn save_never_overwrites_an_existing_key(backend: &str) {
+    let store = store(backend).await;
+    let original = HashMap::from([("user".to_owned(), "1".to_owned())]);
+    let key = store.save(original.clone(), &TTL).await.unwrap();
+    let intruder = r#"{"user":"2"}"#;
+    assert!(
+        !store
+            .insert_new(key.as_ref(), intruder, &TTL)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.load(&key).await.unwrap(), Some(original));
+    let other = store
+        .save(HashMap::from([("user".into(), "3".into())]), &TTL)
+        .await
+        .unwrap();
+    assert_ne!(key, other, "every save gets its own key");
+}
+
+async fn update_never_brings_back_a_deleted_session(backend: &str) {
+    let store = store(backend).await;
+    let key = store
+        .save(HashMap::from([("user".into(), "1".into())]), &TTL)
+        .await
+        .unwrap();
+    let same_key = self::key(key.as_ref());
+    store.delete(&key).await.unwrap();
+    // A slower request that loaded the session before the logout now writes it back.
+    let late = HashMap::from([("user".into(), "1".into()), ("cart".into(), "[]".into())]);
+    let returned = store.update(same_key, late, &TTL).await.unwrap();
+    assert_eq!(store.load(&returned).await.unwrap(), None);
+    assert_eq!(store.raw(returned.as_ref()).await.unwrap(), None);
+}
+
+async fn expired_state_never_loads_and_is_not_revived(backend: &str) {
+    let store = store(backend).await;
+    let state = HashMap::from([("user".into(), "1".into())]);
+    let key = store
+        .save(state.clone(), &Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(store.load(&key).await.unwrap(), Some(state.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(store.load(&key).await.unwrap(), None);
+    let again = self::key(key.as_ref());
+    let returned = store.update(again, state, &TTL).await.unwrap();
+    assert_eq!(
+        store.load(&returned).await.unwrap(),
+        None,
+        "update revived an expired session"
+    );
+}
+
+async fn update_ttl_extends_expiry_without_touching_the_data(backend: &str) {
+    let store = store(backend).await;
+    let state = rich_state();
+    let key = store
+        .save(state.clone(), &Duration::seconds(2))
+        .await
+        .unwrap();
+    let (raw_before, _) = store.raw(key.as_ref()).await.unwrap().unwrap();
+    store.update_ttl(&key, &TTL).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(store.load(&key).await.unwrap(), Some(state));
+    let (raw_after, ttl) = store.raw(key.as_ref()).await.unwrap().unwrap();
+    assert_eq!(raw_before, raw_after);
+    assert!((50..=60).contains(&ttl), "ttl {ttl}");
+}
+
+async fn state_over_the_limit_is_refused_not_truncated(backend: &str) {
+    let store = store(backend).await;
+    let huge = HashMap::from([("cart".to_owned(), "x".repeat(MAX_STATE_BYTES))]);
+    assert!(matches!(
+        store.save(huge.clone(), &TTL).await,
+        Err(SaveError::Serialization(_))
+    ));
+    let small = HashMap::from([("cart".to_owned(), "[]".to_owned())]);
+    let key = store.save(small.clone(), &TTL).await.unwrap();
+    let same = self::key(key.as_ref());
+    assert!(matches!(
+        store.update(same, huge, &TTL).await,
+        Err(UpdateError::Serialization(_))
+    ));
+    assert_eq!(
+        store.load(&key).await.unwrap(),
+        Some(small),
+        "the old state is intact"
+    );
+}
+
+async fn foreign_data_under_a_key_loads_as_no_session(backend: &str) {
+    let store = store(backend).await;
+    for (i, garbage) in ["not json", "[1,2,3]", r#"{"user":7}"#, "\u{fffd}\u{fffd}"]
+        .iter()
+        .enumerate()
+    {
+        let raw_key = format!("{:064x}", 0xf00d + i);
+        assert!(
+            store
+                .insert_new(&raw_key, garbage, &TTL)
+                .await
+                .unwrap_or(true)
+        );
+        let loaded = store.load(&key(&raw_key)).await;
+        assert!(
+            matches!(loaded, Err(LoadError::Deserialization(_))),
+            "{garbage:?} must be refused as foreign data"
+        );
+    }
+}
+
+async fn a_missing_key_loads_as_no_session(backend: &str) {
+    let store = store(backend).await;
+    assert_eq!(store.load(&key(&"0".repeat(64))).await.unwrap(), None);
+}
+
+macro_rules! conformance {
+    ($($store:ident $(if $feature:literal)?),* ; $cases:tt) => {
+        $(
+            $(#[cfg(feature = $feature)])?
+            mod $store {
+                conformance!(@cases $store $cases);
+            }
+        )*
+    };
+    (@cases $store:ident [$($case:ident),*]) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                super::$case(stringify!($store)).await;
+            }
+        )*
+    };
+}
+
+conformance!(
+    sqlite, memory, redis if "redis", postgres if "postgres", memcached if "memcached";
+    [
+        saved_and_loaded_state_is_identical,
+        save_never_overwrites_an_existing_key,
+        update_never_brings_back_a_deleted_session,
+        expired_state_never_loads_and_is_not_revived,
+        update_ttl_extends_expiry_without_touching_the_data,
+        state_over_the_limit_is_refused_not_truncated,
+        foreign_data_under_a_key_loads_as_no_session,
+        a_missing_key_loads_as_no_session
+    ]
+);
