@@ -40,3 +40,25 @@ ensure_postgres() {
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   wait_for "PostgreSQL" pg_isready -q -h 127.0.0.1 -p 5432
 }
+
+ensure_redis() {
+  if command -v redis-cli >/dev/null && redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+    return 0
+  fi
+  command -v redis-server >/dev/null || apt_install redis-server
+  echo "== starting Redis on 127.0.0.1:6379"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for "Redis" sh -c 'redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG'
+}
+
+ensure_memcached() {
+  if (exec 3<>/dev/tcp/127.0.0.1/11211) 2>/dev/null; then
+    return 0
+  fi
+  command -v memcached >/dev/null || apt_install memcached
+  echo "== starting memcached on 127.0.0.1:11211"
+  memcached -d -u nobody -l 127.0.0.1 -p 11211 -m 64
+  wait_for "memcached" bash -c '(exec 3<>/dev/tcp/127.0.0.1/11211)'
+}

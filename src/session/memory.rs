@@ -53,7 +53,10 @@ impl MemoryStore {
         Ok(self.with_map(|map| match map.get(key) {
             Some((_, expires_at)) if *expires_at > now => false,
             _ => {
-                map.insert(key.to_owned(), (state.to_owned(), now + ttl.whole_seconds()));
+                map.insert(
+                    key.to_owned(),
+                    (state.to_owned(), now + ttl.whole_seconds()),
+                );
                 true
             }
         }))
@@ -63,7 +66,11 @@ impl MemoryStore {
         let state = encode(&state).map_err(SaveError::Serialization)?;
         loop {
             let key = new_key();
-            if self.insert_new(key.as_ref(), &state, ttl).await.map_err(SaveError::Other)? {
+            if self
+                .insert_new(key.as_ref(), &state, ttl)
+                .await
+                .map_err(SaveError::Other)?
+            {
                 return Ok(key);
             }
         }

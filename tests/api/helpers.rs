@@ -152,7 +152,7 @@ pub async fn spawn_replica(of: &TestApp) -> TestApp {
     start(of.settings.clone(), of.dir.clone()).await
 }
 
-async fn start(mut settings: HashMap<String, String>, dir: Arc<TempDir>) -> TestApp {
+pub async fn start(mut settings: HashMap<String, String>, dir: Arc<TempDir>) -> TestApp {
     let instance = format!("test-{}", INSTANCE.fetch_add(1, Ordering::SeqCst));
     settings.insert("INSTANCE_NAME".into(), instance.clone());
     let app = Application::build(config_of(&settings))
@@ -170,6 +170,20 @@ async fn start(mut settings: HashMap<String, String>, dir: Arc<TempDir>) -> Test
         settings,
         dir,
         store: Some(store),
+    }
+}
+
+/// Another shopper, with their own cookies, on the same instance.
+pub fn spawn_client(of: &TestApp) -> TestApp {
+    let jar = Arc::new(Jar::default());
+    TestApp {
+        address: of.address.clone(),
+        instance: of.instance.clone(),
+        client: client_with(jar.clone()),
+        jar,
+        settings: of.settings.clone(),
+        dir: of.dir.clone(),
+        store: of.store.clone(),
     }
 }
 

@@ -6,6 +6,8 @@ mod catalog;
 mod checkout;
 mod conformance;
 mod csrf;
+mod direct;
 mod helpers;
+mod outages;
 mod processes;
 mod sessions;

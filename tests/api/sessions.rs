@@ -179,3 +179,22 @@ async fn a_read_only_page_view_does_not_rewrite_the_session() {
         "the expiry was not pushed back by reads"
     );
 }
+
+#[tokio::test]
+async fn a_page_view_costs_one_store_read_and_no_write() {
+    let app = spawn_app().await;
+    app.register(&unique_email("reader")).await;
+    app.add_to_cart(1, "1").await;
+    app.get("/cart").await; // shows, and so removes, the flash message
+    let stats = app.store.as_ref().unwrap().stats();
+    let (trips, writes) = (stats.round_trips(), stats.writes());
+    for path in ["/", "/cart", "/products/2", "/orders"] {
+        assert_eq!(app.get(path).await.status, StatusCode::OK, "{path}");
+    }
+    assert_eq!(
+        stats.round_trips() - trips,
+        4,
+        "one store call per page view"
+    );
+    assert_eq!(stats.writes() - writes, 0, "no write for a page view");
+}

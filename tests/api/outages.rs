@@ -1,0 +1,329 @@
+//! A session store that goes away: the shop answers 503 with `Retry-After` and a friendly page,
+//! never a 500 or a panic, and recovers by itself when the store is back. Each test starts its
+//! own store process on a spare loopback port, then stops and restarts it.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{TestApp, spawn_app_with, unique_email};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A store server this test owns.
+pub struct StoreProcess {
+    kind: &'static str,
+    pub port: u16,
+    child: Option<Child>,
+    data: Option<tempfile::TempDir>,
+}
+
+fn postgres_bin(tool: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed")
+        .map(|e| e.unwrap().path())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("a PostgreSQL version")
+        .join("bin")
+        .join(tool)
+}
+
+async fn run(command: &mut Command) {
+    let status = command
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .expect("the command runs");
+    assert!(status.success(), "{command:?} failed");
+}
+
+impl StoreProcess {
+    pub async fn start(kind: &'static str) -> Self {
+        let mut process = Self {
+            kind,
+            port: free_port(),
+            child: None,
+            data: None,
+        };
+        if kind == "postgres" {
+            let dir = tempfile::tempdir().unwrap();
+            run(Command::new("chown").arg("postgres").arg(dir.path())).await;
+            run(Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(postgres_bin("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(dir.path().join("data")))
+            .await;
+            process.data = Some(dir);
+        }
+        process.resume().await;
+        process
+    }
+
+    /// Starts (again) on the same port.
+    pub async fn resume(&mut self) {
+        let port = self.port.to_string();
+        match self.kind {
+            "redis" => {
+                let child = Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &port,
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .stdout(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("redis-server starts");
+                self.child = Some(child);
+            }
+            "memcached" => {
+                let child = Command::new("memcached")
+                    .args(["-u", "nobody", "-l", "127.0.0.1", "-p", &port, "-m", "16"])
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("memcached starts");
+                self.child = Some(child);
+            }
+            "postgres" => {
+                let data = self.data.as_ref().unwrap().path();
+                run(Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(postgres_bin("pg_ctl"))
+                    .args(["-w", "-l"])
+                    .arg(data.join("log"))
+                    .arg("-D")
+                    .arg(data.join("data"))
+                    .arg("-o")
+                    .arg(format!(
+                        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                        data.display()
+                    ))
+                    .arg("start"))
+                .await;
+            }
+            other => panic!("no process for the {other} store"),
+        }
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the {} server did not listen on {port}", self.kind);
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+        self.pg_stop();
+    }
+
+    /// Stops this test's PostgreSQL at once, if it runs.
+    fn pg_stop(&self) {
+        let Some(dir) = self.data.as_ref().filter(|_| self.kind == "postgres") else {
+            return;
+        };
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(postgres_bin("pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(dir.path().join("data"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Points an instance's settings at this server.
+    pub fn configure(&self, settings: &mut std::collections::HashMap<String, String>) {
+        let port = self.port;
+        match self.kind {
+            "redis" => settings.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}")),
+            "memcached" => settings.insert("MEMCACHED_SERVERS".into(), format!("127.0.0.1:{port}")),
+            _ => settings.insert(
+                "SESSION_DATABASE_URL".into(),
+                format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            ),
+        };
+        settings.insert("SESSION_BACKEND".into(), self.kind.into());
+    }
+}
+
+impl Drop for StoreProcess {
+    fn drop(&mut self) {
+        self.pg_stop();
+    }
+}
+
+async fn wait_until_ready(app: &TestApp) -> Duration {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        if app.get("/readyz").await.status == StatusCode::OK {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the shop did not recover within 15 seconds of the store coming back");
+}
+
+async fn the_shop_answers_503_while_the_store_is_down_and_recovers(kind: &'static str) {
+    let mut server = StoreProcess::start(kind).await;
+    let app = spawn_app_with(|settings| server.configure(settings)).await;
+    let email = unique_email("outage");
+    app.register(&email).await.assert_redirects_to("/");
+    app.add_to_cart(1, "2").await.assert_redirects_to("/cart");
+    let token = app.csrf_token().await;
+
+    server.stop().await;
+    for path in ["/", "/cart", "/products/1", "/orders"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "GET {path}"
+        );
+        assert_eq!(response.headers()["retry-after"], "5");
+        assert_eq!(response.headers()["x-served-by"], app.instance.as_str());
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("Back in a moment"),
+            "a friendly page for {path}"
+        );
+        assert!(body.contains(&app.instance));
+    }
+    let add = app
+        .post_raw(
+            "/cart/items",
+            &[
+                ("product_id", "2"),
+                ("quantity", "1"),
+                ("csrf_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(add.status, StatusCode::SERVICE_UNAVAILABLE);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.body.contains("session store: unavailable"));
+    assert_eq!(
+        app.get("/healthz").await.status,
+        StatusCode::OK,
+        "the process is alive"
+    );
+
+    server.resume().await;
+    let took = wait_until_ready(&app).await;
+    println!(
+        "{kind}: ready again {} ms after the store came back",
+        took.as_millis()
+    );
+    assert_eq!(app.get("/").await.status, StatusCode::OK);
+    if kind == "postgres" {
+        // PostgreSQL keeps its data across a restart: the shopper is still signed in.
+        assert_eq!(app.signed_in_as().await, Some(email));
+        assert_eq!(app.cart().await, vec![(1, 2)]);
+    } else {
+        // Redis and Memcached here keep nothing on disk: the shopper is a guest again, and the
+        // shop works for them at once.
+        app.add_to_cart(3, "1").await.assert_redirects_to("/cart");
+        assert_eq!(app.cart().await, vec![(3, 1)]);
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_outage_gives_503_and_the_shop_recovers() {
+    the_shop_answers_503_while_the_store_is_down_and_recovers("redis").await;
+}
+
+#[cfg(feature = "memcached")]
+#[tokio::test]
+async fn memcached_outage_gives_503_and_the_shop_recovers() {
+    the_shop_answers_503_while_the_store_is_down_and_recovers("memcached").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_outage_gives_503_and_the_shop_recovers() {
+    the_shop_answers_503_while_the_store_is_down_and_recovers("postgres").await;
+}
+
+/// Three Memcached servers, one lost: only the sessions that lived on it are logged out, and
+/// the shop keeps working for everyone.
+#[cfg(feature = "memcached")]
+#[tokio::test]
+async fn losing_one_of_three_memcached_servers_logs_out_only_its_sessions() {
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(StoreProcess::start("memcached").await);
+    }
+    let list: Vec<String> = servers
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let first = spawn_app_with(|settings| {
+        settings.insert("SESSION_BACKEND".into(), "memcached".into());
+        settings.insert("MEMCACHED_SERVERS".into(), list.join(","));
+    })
+    .await;
+    let mut shoppers = vec![first];
+    for _ in 1..30 {
+        shoppers.push(crate::helpers::spawn_client(&shoppers[0]));
+    }
+    for shopper in &shoppers {
+        shopper
+            .add_to_cart(1, "1")
+            .await
+            .assert_redirects_to("/cart");
+    }
+    servers[1].stop().await;
+    let mut kept = 0;
+    for shopper in &shoppers {
+        let page = shopper.get("/cart").await;
+        assert_eq!(page.status, StatusCode::OK, "the shop keeps working");
+        match crate::helpers::cart_lines(&page.body).as_slice() {
+            [(1, 1)] => kept += 1,
+            [] => {
+                // Logged out: a new session works at once.
+                shopper
+                    .add_to_cart(2, "1")
+                    .await
+                    .assert_redirects_to("/cart");
+                assert_eq!(shopper.cart().await, vec![(2, 1)]);
+            }
+            other => panic!("unexpected cart {other:?}"),
+        }
+    }
+    println!(
+        "{kept} of {} sessions survived losing one of three servers",
+        shoppers.len()
+    );
+    assert!(
+        kept > 0 && kept < shoppers.len(),
+        "only the lost server's sessions are gone"
+    );
+    assert_eq!(shoppers[0].get("/readyz").await.status, StatusCode::OK);
+}
