@@ -62,3 +62,13 @@ ensure_memcached() {
   memcached -d -u nobody -l 127.0.0.1 -p 11211 -m 64
   wait_for "memcached" bash -c '(exec 3<>/dev/tcp/127.0.0.1/11211)'
 }
+
+# The proof tests and the lab run their own nginx on loopback ports; only the binary is needed.
+ensure_nginx() {
+  if [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null; then
+    return 0
+  fi
+  apt_install nginx
+  # The Debian package starts a system nginx on port 80; the tests do not need it.
+  (service nginx stop || nginx -s stop) >/dev/null 2>&1 || true
+}

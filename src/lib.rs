@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod lab;
 pub mod routes;
 pub mod session;
 pub mod startup;

@@ -109,6 +109,25 @@ impl Application {
     }
 }
 
+/// What `main` does: logs per `RUST_LOG`, reads the configuration from the environment (a bad
+/// value ends the process with a message naming the variable) and serves until stopped.
+pub async fn serve_from_env() -> anyhow::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("The shop cannot start: {err}");
+            std::process::exit(2);
+        }
+    };
+    let host = config.host.clone();
+    let app = Application::build(config).await?;
+    log::info!("The shop is open at http://{host}:{}/", app.port());
+    app.run_until_stopped().await?;
+    log::info!("The shop has stopped.");
+    Ok(())
+}
+
 fn spawn_reaper(store: Store) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(REAP_EVERY);

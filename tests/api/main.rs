@@ -10,4 +10,5 @@ mod direct;
 mod helpers;
 mod outages;
 mod processes;
+mod proof;
 mod sessions;

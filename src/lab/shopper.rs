@@ -1,0 +1,164 @@
+//! A shopper with a browser's cookie jar, following no redirects, reading pages as HTML; and
+//! the few page-reading functions the lab and the tests share.
+
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use regex::Regex;
+use reqwest::StatusCode;
+use reqwest::cookie::Jar;
+
+/// One response, as the shopper saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub status: StatusCode,
+    pub served_by: String,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+#[derive(Clone)]
+pub struct Shopper {
+    client: reqwest::Client,
+    base: String,
+    pub email: String,
+}
+
+static CSRF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"name="csrf_token" value="([0-9a-f]+)""#).unwrap());
+static CART_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"id="qty-(\d+)" name="quantity" type="number" min="0" max="99" value="(\d+)""#)
+        .unwrap()
+});
+static USER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"<span class="user">([^<]+)</span>"#).unwrap());
+
+/// The CSRF token in a page's forms.
+pub fn csrf_token(body: &str) -> Option<String> {
+    CSRF.captures(body).map(|c| c[1].to_owned())
+}
+
+/// The cart page's lines as `(product id, quantity)`.
+pub fn cart_lines(body: &str) -> Vec<(i64, u32)> {
+    CART_LINE
+        .captures_iter(body)
+        .filter_map(|c| Some((c[1].parse().ok()?, c[2].parse().ok()?)))
+        .collect()
+}
+
+/// The signed-in user's email, from the navigation.
+pub fn signed_in_as(body: &str) -> Option<String> {
+    USER.captures(body).map(|c| c[1].to_owned())
+}
+
+impl Shopper {
+    /// A shopper talking to `base`, from `source` (a loopback address) when given, so that
+    /// `ip_hash` sees different clients.
+    pub fn new(base: &str, email: &str, source: Option<IpAddr>) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .cookie_provider(Arc::new(Jar::default()))
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .local_address(source)
+            .build()?;
+        Ok(Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            email: email.to_owned(),
+        })
+    }
+
+    async fn seen(response: reqwest::Response) -> anyhow::Result<Seen> {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let served_by = header("x-served-by").unwrap_or_default();
+        let location = header("location");
+        let status = response.status();
+        Ok(Seen {
+            status,
+            served_by,
+            location,
+            body: response.text().await?,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Seen> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?;
+        Self::seen(response).await
+    }
+
+    /// Posts a form with the CSRF token read from a page first, as a browser would have it.
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Seen> {
+        let page = self.get("/login").await?;
+        let token = csrf_token(&page.body).context("no CSRF token on the login page")?;
+        let mut form = form.to_vec();
+        form.push(("csrf_token", &token));
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .form(&form)
+            .send()
+            .await?;
+        Self::seen(response).await
+    }
+
+    /// Registers (and so logs in): whether it worked, and the replica that answered.
+    pub async fn register(&self, password: &str) -> anyhow::Result<(bool, String)> {
+        let seen = self
+            .post(
+                "/register",
+                &[("email", &self.email), ("password", password)],
+            )
+            .await?;
+        Ok((seen.status == StatusCode::SEE_OTHER, seen.served_by))
+    }
+
+    /// Adds to the cart; returns the replica that served the add.
+    pub async fn add(&self, product_id: i64, quantity: u32) -> anyhow::Result<String> {
+        let seen = self
+            .post(
+                "/cart/items",
+                &[
+                    ("product_id", &product_id.to_string()),
+                    ("quantity", &quantity.to_string()),
+                ],
+            )
+            .await?;
+        if seen.status != StatusCode::SEE_OTHER {
+            bail!("adding product {product_id} got {}", seen.status);
+        }
+        Ok(seen.served_by)
+    }
+
+    /// What the shopper sees on the cart page: who they are, and the cart.
+    pub async fn look(&self) -> anyhow::Result<(Option<String>, Vec<(i64, u32)>, String)> {
+        let seen = self.get("/cart").await?;
+        if seen.status != StatusCode::OK {
+            bail!("the cart page answered {}", seen.status);
+        }
+        Ok((
+            signed_in_as(&seen.body),
+            cart_lines(&seen.body),
+            seen.served_by,
+        ))
+    }
+
+    /// Checks out; the order's path when it was placed.
+    pub async fn checkout(&self) -> anyhow::Result<Option<String>> {
+        let seen = self.post("/checkout", &[]).await?;
+        Ok(seen
+            .location
+            .filter(|l| seen.status == StatusCode::SEE_OTHER && l.starts_with("/orders/")))
+    }
+}
