@@ -19,7 +19,7 @@ use askama::Template;
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
-use crate::routes::{Layout, auth, cart, catalog, checkout, health, orders};
+use crate::routes::{Layout, auth, cart, catalog, checkout, health, inspector, orders};
 use crate::session::{Backend, Store};
 
 /// The name of the cookie that carries the encrypted session key.
@@ -37,6 +37,8 @@ pub struct AppState {
     pub store: Store,
     pub instance: String,
     pub backend: Backend,
+    /// Decrypts the session cookie, for the inspector page.
+    pub cookie_key: Key,
 }
 
 /// A shop instance bound to its port, ready to run.
@@ -85,6 +87,7 @@ impl Application {
             store: store.clone(),
             instance: config.instance_name.clone(),
             backend: store.backend(),
+            cookie_key: Key::from(config.session.secret.bytes()),
         });
         let server = run(listener, state, &config)?;
         Ok(Self {
@@ -147,7 +150,7 @@ fn run(
     state: web::Data<AppState>,
     config: &Config,
 ) -> anyhow::Result<Server> {
-    let key = Key::from(config.session.secret.bytes());
+    let key = state.cookie_key.clone();
     let ttl = Duration::seconds(config.session.ttl_seconds);
     let cookie_secure = config.session.cookie_secure;
     let static_dir = config.static_dir.clone();
@@ -189,7 +192,8 @@ fn run(
                     .route("/cart/items/{id}/remove", web::post().to(cart::remove))
                     .route("/checkout", web::post().to(checkout::checkout))
                     .route("/orders", web::get().to(orders::list))
-                    .route("/orders/{id}", web::get().to(orders::show)),
+                    .route("/orders/{id}", web::get().to(orders::show))
+                    .route("/session", web::get().to(inspector::show)),
             )
             .default_service(web::to(not_found))
     })

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checkout;
 mod form;
 pub mod health;
+pub mod inspector;
 mod layout;
 pub mod orders;
 

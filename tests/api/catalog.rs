@@ -75,9 +75,11 @@ async fn every_response_names_the_instance_and_every_page_shows_the_badge() {
         r#"<strong class="instance">{}</strong>"#,
         app.instance
     )));
+    let backend = crate::helpers::backend_under_test();
+    let badge = format!(r#"<strong class="backend">{backend}</strong>"#);
     assert!(
-        page.body
-            .contains(r#"<strong class="backend">sqlite</strong>"#)
+        page.body.contains(&badge),
+        "the footer names the {backend} store"
     );
 }
 

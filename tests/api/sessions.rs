@@ -198,3 +198,22 @@ async fn a_page_view_costs_one_store_read_and_no_write() {
     );
     assert_eq!(stats.writes() - writes, 0, "no write for a page view");
 }
+
+#[tokio::test]
+async fn the_inspector_shows_what_the_store_holds_but_never_the_whole_key() {
+    let app = spawn_app().await;
+    let email = unique_email("inspect");
+    app.register(&email).await;
+    app.add_to_cart(4, "3").await;
+    let key = session_key(&app);
+    let page = app.get("/session").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(&format!("<code>{}…</code>", &key[..8])));
+    assert!(!page.body.contains(&key), "the whole key is never shown");
+    assert!(page.body.contains(&email));
+    assert!(page.body.contains("product_id"), "the stored cart is shown");
+    assert!(page.body.contains(" seconds, unless something changes"));
+    let guest = crate::helpers::spawn_client(&app);
+    let first = guest.get("/session").await;
+    assert!(first.body.contains("Nothing is stored for you yet"));
+}

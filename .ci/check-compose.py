@@ -1,0 +1,33 @@
+"""Checks docker-compose.yml on paper, since no Docker engine runs here: it parses, and it has
+the topology the proof test runs with local processes (nginx with round-robin.conf in front of
+three replicas that share one secret, and the three stores)."""
+import sys
+
+import yaml
+
+with open("docker-compose.yml") as f:
+    compose = yaml.safe_load(f)
+
+services = compose["services"]
+problems = []
+for name in ["nginx", "shop1", "shop2", "shop3", "postgres", "redis", "memcached"]:
+    if name not in services:
+        problems.append(f"service {name} is missing")
+nginx = services.get("nginx", {})
+if not any("round-robin.conf" in v for v in nginx.get("volumes", [])):
+    problems.append("nginx does not use deploy/nginx/round-robin.conf")
+replicas = [services.get(f"shop{i}", {}) for i in (1, 2, 3)]
+secrets = {r.get("environment", {}).get("SESSION_SECRET") for r in replicas}
+if len(secrets) != 1 or None in secrets:
+    problems.append("the replicas must share one SESSION_SECRET")
+names = {r.get("environment", {}).get("INSTANCE_NAME") for r in replicas}
+if len(names) != 3:
+    problems.append("each replica needs its own INSTANCE_NAME")
+for r in replicas:
+    if r.get("build", {}).get("dockerfile") != "deploy/Dockerfile":
+        problems.append("a replica is not built from deploy/Dockerfile")
+    if "condition" not in str(r.get("depends_on", {})):
+        problems.append("a replica's depends_on has no conditions")
+if problems:
+    sys.exit("docker-compose.yml: " + "; ".join(problems))
+print("docker-compose.yml: parses, 3 replicas behind round-robin nginx, one shared secret")

@@ -1,0 +1,49 @@
+//! `/session`: the store inspector that makes the rule visible. It shows the visitor what the
+//! backing store holds for them, exactly as stored, and how long it has left; the cookie in
+//! their browser holds only the encrypted key, of which this page shows the first characters.
+
+use actix_web::cookie::CookieJar;
+use actix_web::{HttpRequest, web};
+use askama::Template;
+use askama_web::WebTemplate;
+
+use super::Layout;
+use crate::error::ShopError;
+use crate::startup::{AppState, SESSION_COOKIE};
+
+#[derive(Template, WebTemplate)]
+#[template(path = "session.html")]
+pub struct SessionPage {
+    layout: Layout,
+    key_prefix: Option<String>,
+    stored: Option<String>,
+    ttl_seconds: i64,
+    cookie_bytes: usize,
+}
+
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    layout: Layout,
+) -> Result<SessionPage, ShopError> {
+    let cookie = req.cookie(SESSION_COOKIE);
+    let cookie_bytes = cookie.as_ref().map_or(0, |c| c.value().len());
+    let key = cookie.and_then(|cookie| {
+        let mut jar = CookieJar::new();
+        jar.add_original(cookie);
+        jar.private(&state.cookie_key)
+            .get(SESSION_COOKIE)
+            .map(|c| c.value().to_owned())
+    });
+    let stored = match &key {
+        Some(key) => state.store.raw(key).await.map_err(ShopError::Unavailable)?,
+        None => None,
+    };
+    Ok(SessionPage {
+        layout,
+        key_prefix: key.map(|k| k.chars().take(8).collect()),
+        ttl_seconds: stored.as_ref().map_or(0, |(_, ttl)| *ttl),
+        stored: stored.map(|(value, _)| value),
+        cookie_bytes,
+    })
+}
