@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod lab;
+pub mod metrics;
 pub mod routes;
 pub mod session;
 pub mod startup;

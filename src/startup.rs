@@ -19,6 +19,7 @@ use askama::Template;
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
+use crate::metrics::{Metrics, metrics};
 use crate::routes::{Layout, auth, cart, catalog, checkout, health, inspector, orders};
 use crate::session::{Backend, Store};
 
@@ -39,6 +40,7 @@ pub struct AppState {
     pub backend: Backend,
     /// Decrypts the session cookie, for the inspector page.
     pub cookie_key: Key,
+    pub metrics: Metrics,
 }
 
 /// A shop instance bound to its port, ready to run.
@@ -88,6 +90,7 @@ impl Application {
             instance: config.instance_name.clone(),
             backend: store.backend(),
             cookie_key: Key::from(config.session.secret.bytes()),
+            metrics: Metrics::new(&store)?,
         });
         let server = run(listener, state, &config)?;
         Ok(Self {
@@ -170,6 +173,7 @@ fn run(
             .service(actix_files::Files::new("/static", &static_dir))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
+            .route("/metrics", web::get().to(metrics))
             .service(
                 web::scope("")
                     .wrap(sessions)
@@ -248,11 +252,18 @@ async fn finish_response(
             .map(ServiceResponse::map_into_boxed_body);
     };
     let (method, path) = (req.method().clone(), req.path().to_owned());
+    let started = std::time::Instant::now();
     let response = match next.call(req).await {
         Ok(response) => response.map_into_boxed_body(),
         Err(err) => {
             log::error!("The session store failed while serving {method} {path}: {err:?}");
             let status = StatusCode::SERVICE_UNAVAILABLE;
+            state.metrics.observe(
+                "session store failed",
+                method.as_str(),
+                503,
+                started.elapsed(),
+            );
             let mut response = error_page(&state, status, status_text(status))
                 .unwrap_or_else(|| HttpResponse::new(status));
             response.headers_mut().insert(
@@ -290,6 +301,13 @@ async fn finish_response(
         response
     };
     add_headers(&state, response.headers_mut());
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    state
+        .metrics
+        .observe(&route, method.as_str(), status.as_u16(), started.elapsed());
     Ok(response)
 }
 

@@ -10,17 +10,9 @@
 
 use std::time::Duration as StdDuration;
 
-use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
 use actix_web::cookie::time::Duration;
 use anyhow::Context;
 use memcache::exp::{AsyncMemcache, Ttl};
-
-use super::State;
-use super::codec::{decode, encode, key_prefix, new_key};
-
-/// New keys tried before a save gives up, when servers fail: enough that, with one of three
-/// servers down, a save all but never fails.
-const SAVE_ATTEMPTS: usize = 8;
 
 #[derive(Clone)]
 pub struct MemcachedStore {
@@ -66,7 +58,8 @@ impl MemcachedStore {
         format!("{}{key}", self.prefix)
     }
 
-    fn is_cluster(&self) -> bool {
+    /// Whether keys are spread over several servers, so a new key can avoid a dead one.
+    pub fn spreads_keys(&self) -> bool {
         self.probes.len() > 1
     }
 
@@ -90,20 +83,22 @@ impl MemcachedStore {
         Ok(())
     }
 
-    pub async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        match self.client.get::<Vec<u8>>(self.key(key.as_ref())).await {
-            Ok(raw) => raw.map(|raw| decode(key, &raw)).transpose(),
-            Err(err) if self.is_cluster() => {
+    /// With several servers, a server that does not answer means "no session" for the keys it
+    /// held; with one, it is an outage.
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.client.get::<Vec<u8>>(self.key(key)).await {
+            Ok(raw) => Ok(raw),
+            Err(err) if self.spreads_keys() => {
                 log::warn!(
                     "The Memcached server of session {} does not answer ({err}); \
                      treating it as no session.",
-                    key_prefix(key)
+                    &key[..key.len().min(8)]
                 );
                 Ok(None)
             }
-            Err(err) => Err(LoadError::Other(
-                anyhow::Error::new(err).context("could not load a session from Memcached"),
-            )),
+            Err(err) => {
+                Err(anyhow::Error::new(err).context("could not load a session from Memcached"))
+            }
         }
     }
 
@@ -120,52 +115,25 @@ impl MemcachedStore {
             .context("could not save a session to Memcached")
     }
 
-    pub async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        let state = encode(&state).map_err(SaveError::Serialization)?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let key = new_key();
-            match self.insert_new(key.as_ref(), &state, ttl).await {
-                Ok(true) => return Ok(key),
-                Ok(false) => {}
-                // Another key most likely lands on another, live server.
-                Err(err) if self.is_cluster() && attempt < SAVE_ATTEMPTS => {
-                    log::warn!(
-                        "A Memcached server refused a new session ({err:#}); trying another key."
-                    );
-                }
-                Err(err) => return Err(SaveError::Other(err)),
-            }
-        }
-    }
-
     /// `replace`: a session deleted meanwhile (logout) or expired stays gone.
-    pub async fn update(
-        &self,
-        key: SessionKey,
-        state: State,
-        ttl_: &Duration,
-    ) -> Result<SessionKey, UpdateError> {
-        let state = encode(&state).map_err(UpdateError::Serialization)?;
+    pub async fn replace(&self, key: &str, state: &str, ttl_: &Duration) -> anyhow::Result<()> {
         self.client
-            .replace(self.key(key.as_ref()), state, ttl(ttl_))
+            .replace(self.key(key), state, ttl(ttl_))
             .await
-            .context("could not update a session in Memcached")
-            .map_err(UpdateError::Other)?;
-        Ok(key)
+            .context("could not update a session in Memcached")?;
+        Ok(())
     }
 
-    pub async fn update_ttl(&self, key: &SessionKey, ttl_: &Duration) -> anyhow::Result<()> {
+    pub async fn touch(&self, key: &str, ttl_: &Duration) -> anyhow::Result<()> {
         self.client
-            .touch(self.key(key.as_ref()), ttl(ttl_))
+            .touch(self.key(key), ttl(ttl_))
             .await
             .context("could not refresh a session's expiry in Memcached")
     }
 
-    pub async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+    pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
         self.client
-            .delete(self.key(key.as_ref()))
+            .delete(self.key(key))
             .await
             .context("could not delete a session from Memcached")
     }

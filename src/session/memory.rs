@@ -8,11 +8,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
 use actix_web::cookie::time::Duration;
 
-use super::State;
-use super::codec::{decode, encode, new_key, now};
+use super::codec::now;
 
 type Entries = HashMap<String, (String, i64)>;
 
@@ -41,10 +39,8 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        self.live(key.as_ref())
-            .map(|(state, _)| decode(key, state.as_bytes()))
-            .transpose()
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.live(key).map(|(state, _)| state.into_bytes()))
     }
 
     /// Stores encoded state under `key` unless a live session has it.
@@ -62,48 +58,29 @@ impl MemoryStore {
         }))
     }
 
-    pub async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        let state = encode(&state).map_err(SaveError::Serialization)?;
-        loop {
-            let key = new_key();
-            if self
-                .insert_new(key.as_ref(), &state, ttl)
-                .await
-                .map_err(SaveError::Other)?
-            {
-                return Ok(key);
-            }
-        }
-    }
-
-    pub async fn update(
-        &self,
-        key: SessionKey,
-        state: State,
-        ttl: &Duration,
-    ) -> Result<SessionKey, UpdateError> {
-        let state = encode(&state).map_err(UpdateError::Serialization)?;
+    /// Rewrites a live entry only.
+    pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
         let now = now();
         self.with_map(|map| {
-            if let Some(entry) = map.get_mut(key.as_ref()).filter(|(_, exp)| *exp > now) {
-                *entry = (state, now + ttl.whole_seconds());
+            if let Some(entry) = map.get_mut(key).filter(|(_, exp)| *exp > now) {
+                *entry = (state.to_owned(), now + ttl.whole_seconds());
             }
         });
-        Ok(key)
+        Ok(())
     }
 
-    pub async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
         let now = now();
         self.with_map(|map| {
-            if let Some(entry) = map.get_mut(key.as_ref()).filter(|(_, exp)| *exp > now) {
+            if let Some(entry) = map.get_mut(key).filter(|(_, exp)| *exp > now) {
                 entry.1 = now + ttl.whole_seconds();
             }
         });
         Ok(())
     }
 
-    pub async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
-        self.with_map(|map| map.remove(key.as_ref()));
+    pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
+        self.with_map(|map| map.remove(key));
         Ok(())
     }
 

@@ -27,6 +27,7 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, Upd
 use actix_web::cookie::time::Duration;
 
 pub use codec::{MAX_STATE_BYTES, StateTooLarge, now};
+use codec::{decode, encode, new_key};
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedStore;
 pub use memory::MemoryStore;
@@ -200,7 +201,7 @@ impl Store {
         Ok(Self {
             kind,
             backend: config.backend,
-            stats: Arc::default(),
+            stats: Arc::new(StoreStats::new(config.backend)),
         })
     }
 
@@ -251,6 +252,15 @@ impl Store {
         dispatch!(self, store => store.raw(key).await)
     }
 
+    /// Whether keys are spread over several servers, so that a new key can avoid a dead one.
+    fn spreads_keys(&self) -> bool {
+        match &self.kind {
+            #[cfg(feature = "memcached")]
+            Kind::Memcached(store) => store.spreads_keys(),
+            _ => false,
+        }
+    }
+
     /// Times `call`, counts it, and counts its failure.
     async fn measured<T, E>(
         &self,
@@ -265,19 +275,48 @@ impl Store {
     }
 }
 
+/// New keys tried before a save gives up when the server of a key does not answer, for stores
+/// that spread keys over servers: enough that with one of three down a save all but never fails.
+const SAVE_ATTEMPTS: usize = 8;
+
+/// Encoding, the size limit, key making and the counters live here once; each store only
+/// moves bytes under a key with the semantics the conformance suite checks.
 impl SessionStore for Store {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        self.measured(Operation::Load, async {
-            dispatch!(self, store => store.load(key).await)
-        })
-        .await
+        let raw = self
+            .measured(Operation::Load, async {
+                dispatch!(self, store => store.get(key.as_ref()).await)
+            })
+            .await
+            .map_err(LoadError::Other)?;
+        raw.map(|raw| decode(key, &raw)).transpose()
     }
 
     async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        self.measured(Operation::Save, async {
-            dispatch!(self, store => store.save(state, ttl).await)
-        })
-        .await
+        let state = encode(&state).map_err(SaveError::Serialization)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let key = new_key();
+            let inserted = self
+                .measured(Operation::Save, async {
+                    dispatch!(self, store => store.insert_new(key.as_ref(), &state, ttl).await)
+                })
+                .await;
+            match inserted {
+                Ok(true) => {
+                    self.stats.wrote(state.len());
+                    return Ok(key);
+                }
+                Ok(false) => {}
+                Err(err) if self.spreads_keys() && attempt < SAVE_ATTEMPTS => {
+                    log::warn!(
+                        "A store server refused a new session ({err:#}); trying another key."
+                    );
+                }
+                Err(err) => return Err(SaveError::Other(err)),
+            }
+        }
     }
 
     async fn update(
@@ -286,22 +325,26 @@ impl SessionStore for Store {
         state: State,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
+        let state = encode(&state).map_err(UpdateError::Serialization)?;
         self.measured(Operation::Update, async {
-            dispatch!(self, store => store.update(key, state, ttl).await)
+            dispatch!(self, store => store.replace(key.as_ref(), &state, ttl).await)
         })
         .await
+        .map_err(UpdateError::Other)?;
+        self.stats.wrote(state.len());
+        Ok(key)
     }
 
     async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
         self.measured(Operation::UpdateTtl, async {
-            dispatch!(self, store => store.update_ttl(key, ttl).await)
+            dispatch!(self, store => store.touch(key.as_ref(), ttl).await)
         })
         .await
     }
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
         self.measured(Operation::Delete, async {
-            dispatch!(self, store => store.delete(key).await)
+            dispatch!(self, store => store.remove(key.as_ref()).await)
         })
         .await
     }

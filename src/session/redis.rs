@@ -8,14 +8,11 @@
 
 use std::time::Duration as StdDuration;
 
-use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
 use actix_web::cookie::time::Duration;
 use anyhow::Context;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::State;
-use super::codec::{decode, encode, new_key};
 use crate::config::redact_url;
 
 #[derive(Clone)]
@@ -64,15 +61,12 @@ impl RedisStore {
         Ok(())
     }
 
-    pub async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
-        let raw: Option<Vec<u8>> = self
-            .connection
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.connection
             .clone()
-            .get(self.key(key.as_ref()))
+            .get(self.key(key))
             .await
             .context("could not load a session from Redis")
-            .map_err(LoadError::Other)?;
-        raw.map(|raw| decode(key, &raw)).transpose()
     }
 
     /// `SET … NX EX`: stores state only under a key no session has.
@@ -89,56 +83,35 @@ impl RedisStore {
         Ok(stored.is_some())
     }
 
-    pub async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        let state = encode(&state).map_err(SaveError::Serialization)?;
-        loop {
-            let key = new_key();
-            if self
-                .insert_new(key.as_ref(), &state, ttl)
-                .await
-                .map_err(SaveError::Other)?
-            {
-                return Ok(key);
-            }
-        }
-    }
-
     /// `SET … XX EX`: a key deleted meanwhile (logout) or expired stays gone.
-    pub async fn update(
-        &self,
-        key: SessionKey,
-        state: State,
-        ttl: &Duration,
-    ) -> Result<SessionKey, UpdateError> {
-        let state = encode(&state).map_err(UpdateError::Serialization)?;
+    pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
         let _: Option<String> = redis::cmd("SET")
-            .arg(self.key(key.as_ref()))
+            .arg(self.key(key))
             .arg(state)
             .arg("XX")
             .arg("EX")
             .arg(seconds(ttl))
             .query_async(&mut self.connection.clone())
             .await
-            .context("could not update a session in Redis")
-            .map_err(UpdateError::Other)?;
-        Ok(key)
+            .context("could not update a session in Redis")?;
+        Ok(())
     }
 
-    pub async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
         let _: bool = self
             .connection
             .clone()
-            .expire(self.key(key.as_ref()), seconds(ttl) as i64)
+            .expire(self.key(key), seconds(ttl) as i64)
             .await
             .context("could not refresh a session's expiry in Redis")?;
         Ok(())
     }
 
-    pub async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+    pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
         let _: i64 = self
             .connection
             .clone()
-            .del(self.key(key.as_ref()))
+            .del(self.key(key))
             .await
             .context("could not delete a session from Redis")?;
         Ok(())

@@ -1,18 +1,16 @@
 //! The SQL session store, written once for both SQL dialects: a table
 //! `sessions(key primary key, state, expires_at)` with an index on `expires_at`.
 //!
-//! Expired rows never load. `insert_new` never replaces a live row and `update` only touches a
+//! Expired rows never load. `insert_new` never replaces a live row and `replace` only touches a
 //! live one, so a session deleted by a logout (or expired) stays gone. Rows are removed by a
 //! reaper in batches; on PostgreSQL it holds an advisory lock, so with many instances only one
 //! reaps at a time instead of all of them racing over the same rows.
 
-use actix_session::storage::{LoadError, SaveError, SessionKey, UpdateError};
 use actix_web::cookie::time::Duration;
 use anyhow::Context;
 use sqlx::AnyPool;
 
-use super::State;
-use super::codec::{decode, encode, new_key, now};
+use super::codec::now;
 
 /// Rows deleted by one reaper statement, so it never holds locks for long.
 const REAP_BATCH: i64 = 1000;
@@ -76,17 +74,16 @@ impl SqlStore {
         Ok(())
     }
 
-    pub async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+    /// The live state under `key`, if any: an expired row never loads.
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT state FROM sessions WHERE key = $1 AND expires_at > $2")
-                .bind(key.as_ref())
+                .bind(key)
                 .bind(now())
                 .fetch_optional(&self.pool)
                 .await
-                .context("could not load a session")
-                .map_err(LoadError::Other)?;
-        row.map(|(state,)| decode(key, state.as_bytes()))
-            .transpose()
+                .context("could not load a session")?;
+        Ok(row.map(|(state,)| state.into_bytes()))
     }
 
     /// Stores state under `key` only if no live session has it; an expired row may be replaced.
@@ -107,46 +104,26 @@ impl SqlStore {
         Ok(inserted.rows_affected() == 1)
     }
 
-    pub async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        let state = encode(&state).map_err(SaveError::Serialization)?;
-        loop {
-            let key = new_key();
-            if self
-                .insert_new(key.as_ref(), &state, ttl)
-                .await
-                .map_err(SaveError::Other)?
-            {
-                return Ok(key);
-            }
-        }
-    }
-
-    pub async fn update(
-        &self,
-        key: SessionKey,
-        state: State,
-        ttl: &Duration,
-    ) -> Result<SessionKey, UpdateError> {
-        let state = encode(&state).map_err(UpdateError::Serialization)?;
+    /// Rewrites a live row only: a session deleted (logout) or expired meanwhile stays gone.
+    pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
         let now = now();
         sqlx::query(
             "UPDATE sessions SET state = $2, expires_at = $3 WHERE key = $1 AND expires_at > $4",
         )
-        .bind(key.as_ref())
-        .bind(&state)
+        .bind(key)
+        .bind(state)
         .bind(now + ttl.whole_seconds())
         .bind(now)
         .execute(&self.pool)
         .await
-        .context("could not update a session")
-        .map_err(UpdateError::Other)?;
-        Ok(key)
+        .context("could not update a session")?;
+        Ok(())
     }
 
-    pub async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
+    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
         let now = now();
         sqlx::query("UPDATE sessions SET expires_at = $2 WHERE key = $1 AND expires_at > $3")
-            .bind(key.as_ref())
+            .bind(key)
             .bind(now + ttl.whole_seconds())
             .bind(now)
             .execute(&self.pool)
@@ -155,9 +132,9 @@ impl SqlStore {
         Ok(())
     }
 
-    pub async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+    pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM sessions WHERE key = $1")
-            .bind(key.as_ref())
+            .bind(key)
             .execute(&self.pool)
             .await
             .context("could not delete a session")?;

@@ -1,8 +1,12 @@
-//! Counters of what a store is asked to do: how many calls of each kind, how long they took,
-//! how many failed. The tests use them to prove a page view costs one read and no write.
+//! What a store is asked to do: calls of each kind with their latency, failures, and bytes
+//! written. Prometheus collectors, so `/metrics` exposes them as they are; the tests read the
+//! same numbers to prove that a page view costs one read and no write.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+use super::Backend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -38,41 +42,84 @@ impl Operation {
     }
 }
 
-#[derive(Debug, Default)]
-struct Counter {
-    calls: AtomicU64,
-    failures: AtomicU64,
-    micros: AtomicU64,
-}
+/// Latency buckets from 50 µs (a local Redis) to 1 s (a store in trouble).
+const BUCKETS: [f64; 13] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
-#[derive(Debug, Default)]
 pub struct StoreStats {
-    counters: [Counter; 5],
+    store: &'static str,
+    latency: HistogramVec,
+    errors: IntCounterVec,
+    bytes_written: IntCounter,
 }
 
 impl StoreStats {
-    pub(super) fn record(&self, operation: Operation, took: Duration, ok: bool) {
-        let counter = &self.counters[operation as usize];
-        counter.calls.fetch_add(1, Ordering::Relaxed);
-        counter.micros.fetch_add(
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        if !ok {
-            counter.failures.fetch_add(1, Ordering::Relaxed);
+    pub fn new(backend: Backend) -> Self {
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "shop_session_store_operation_duration_seconds",
+                "Time taken by session store operations.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["operation", "store"],
+        )
+        .expect("a valid histogram");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "shop_session_store_errors_total",
+                "Session store operations that failed.",
+            ),
+            &["operation", "store"],
+        )
+        .expect("a valid counter");
+        let bytes_written = IntCounter::with_opts(
+            Opts::new(
+                "shop_session_store_written_bytes_total",
+                "Bytes of session state written to the store.",
+            )
+            .const_label("store", backend.name()),
+        )
+        .expect("a valid counter");
+        Self {
+            store: backend.name(),
+            latency,
+            errors,
+            bytes_written,
         }
     }
 
+    /// Adds these collectors to an application's registry.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.latency.clone()))?;
+        registry.register(Box::new(self.errors.clone()))?;
+        registry.register(Box::new(self.bytes_written.clone()))
+    }
+
+    pub(super) fn record(&self, operation: Operation, took: Duration, ok: bool) {
+        let labels = [operation.name(), self.store];
+        self.latency
+            .with_label_values(&labels)
+            .observe(took.as_secs_f64());
+        if !ok {
+            self.errors.with_label_values(&labels).inc();
+        }
+    }
+
+    pub(super) fn wrote(&self, bytes: usize) {
+        self.bytes_written.inc_by(bytes as u64);
+    }
+
     pub fn calls(&self, operation: Operation) -> u64 {
-        self.counters[operation as usize]
-            .calls
-            .load(Ordering::Relaxed)
+        self.latency
+            .with_label_values(&[operation.name(), self.store])
+            .get_sample_count()
     }
 
     pub fn failures(&self, operation: Operation) -> u64 {
-        self.counters[operation as usize]
-            .failures
-            .load(Ordering::Relaxed)
+        self.errors
+            .with_label_values(&[operation.name(), self.store])
+            .get()
     }
 
     /// Every call so far, of any kind.
@@ -87,5 +134,9 @@ impl StoreStats {
             .filter(|op| op.writes())
             .map(|&op| self.calls(op))
             .sum()
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.get()
     }
 }

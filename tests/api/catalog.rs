@@ -108,3 +108,33 @@ async fn pages_carry_security_headers() {
     assert!(cookie.contains("HttpOnly"));
     assert!(cookie.contains("SameSite=Lax"));
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_store_operations() {
+    let app = spawn_app().await;
+    app.get("/products/1").await;
+    app.get("/products/2").await;
+    app.get("/products/not-a-number").await;
+    let page = app.get("/metrics").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let body = page.body;
+    let line = |prefix: &str| {
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix} in:\n{body}"))
+            .to_owned()
+    };
+    assert!(
+        line(r#"shop_http_requests_total{method="GET",route="/products/{id}",status="200"}"#)
+            .ends_with(" 2")
+    );
+    line(r#"shop_http_requests_total{method="GET",route="/products/{id}",status="404"}"#);
+    line("shop_http_request_duration_seconds_bucket{");
+    let backend = crate::helpers::backend_under_test();
+    line(&format!(
+        r#"shop_session_store_operation_duration_seconds_count{{operation="load",store="{backend}"}}"#
+    ));
+    line(&format!(
+        r#"shop_session_store_written_bytes_total{{store="{backend}"}}"#
+    ));
+}
