@@ -22,6 +22,7 @@ pub struct Seen {
 #[derive(Clone)]
 pub struct Shopper {
     client: reqwest::Client,
+    jar: Arc<Jar>,
     base: String,
     pub email: String,
 }
@@ -57,14 +58,16 @@ impl Shopper {
     /// A shopper talking to `base`, from `source` (a loopback address) when given, so that
     /// `ip_hash` sees different clients.
     pub fn new(base: &str, email: &str, source: Option<IpAddr>) -> anyhow::Result<Self> {
+        let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder()
-            .cookie_provider(Arc::new(Jar::default()))
+            .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .local_address(source)
             .build()?;
         Ok(Self {
             client,
+            jar,
             base: base.trim_end_matches('/').to_owned(),
             email: email.to_owned(),
         })
@@ -100,8 +103,7 @@ impl Shopper {
 
     /// Posts a form with the CSRF token read from a page first, as a browser would have it.
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Seen> {
-        let page = self.get("/login").await?;
-        let token = csrf_token(&page.body).context("no CSRF token on the login page")?;
+        let token = self.csrf_token().await?;
         let mut form = form.to_vec();
         form.push(("csrf_token", &token));
         let response = self
@@ -111,6 +113,27 @@ impl Shopper {
             .send()
             .await?;
         Self::seen(response).await
+    }
+
+    /// The `Cookie` header this shopper's browser would send.
+    pub fn cookie_header(&self) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url = reqwest::Url::parse(&self.base).ok()?;
+        Some(self.jar.cookies(&url)?.to_str().ok()?.to_owned())
+    }
+
+    /// The CSRF token of this shopper's session, as its pages carry it.
+    pub async fn csrf_token(&self) -> anyhow::Result<String> {
+        let page = self.get("/login").await?;
+        csrf_token(&page.body).context("no CSRF token on the login page")
+    }
+
+    /// Logs in to an existing account: whether it worked.
+    pub async fn login(&self, password: &str) -> anyhow::Result<bool> {
+        let seen = self
+            .post("/login", &[("email", &self.email), ("password", password)])
+            .await?;
+        Ok(seen.status == StatusCode::SEE_OTHER)
     }
 
     /// Registers (and so logs in): whether it worked, and the replica that answered.
