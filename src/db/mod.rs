@@ -18,6 +18,7 @@ use crate::config::is_sqlite;
 #[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
+    catalog: products::CatalogCache,
 }
 
 impl Database {
@@ -32,7 +33,10 @@ impl Database {
             sqlx::migrate!("./migrations/postgres").run(&pool).await
         }
         .context("could not apply the database migrations")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            catalog: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -1,6 +1,8 @@
 //! Register, log in, log out. Passwords are hashed with Argon2id off the async threads; a wrong
 //! password and an unknown email get the same answer and take about the same time.
 
+use std::sync::LazyLock;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use anyhow::Context;
@@ -9,6 +11,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use askama::Template;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
 use crate::db::users::CreateUserError;
@@ -157,20 +160,37 @@ pub async fn logout(session: ShopSession, _: CheckedForm<NoFields>) -> HttpRespo
     see_other("/")
 }
 
+/// Argon2 takes 19 MiB and tens of milliseconds per hash. At most one hash per core runs at a
+/// time, so a flood of logins waits its turn instead of exhausting memory (measured: 64
+/// concurrent logins took the process past 2 GiB before this gate).
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
+async fn hashing<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ShopError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .context("the password hashing gate is closed")?;
+    Ok(web::block(work)
+        .await
+        .context("the password hashing task failed")?)
+}
+
 async fn hash_password(password: Password) -> Result<String, ShopError> {
-    let hash = web::block(move || {
+    let hash = hashing(move || {
         Argon2::default()
             .hash_password(password.expose().as_bytes())
             .map(|hash| hash.to_string())
     })
-    .await
-    .context("the password hashing task failed")?
+    .await?
     .map_err(|err| anyhow::anyhow!("could not hash a password: {err}"))?;
     Ok(hash)
 }
 
 async fn verify_password(password: String, hash: String) -> Result<bool, ShopError> {
-    let matches = web::block(move || {
+    hashing(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
                 Argon2::default()
@@ -180,6 +200,4 @@ async fn verify_password(password: String, hash: String) -> Result<bool, ShopErr
             .unwrap_or(false)
     })
     .await
-    .context("the password check task failed")?;
-    Ok(matches)
 }

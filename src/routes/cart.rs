@@ -38,10 +38,13 @@ pub struct QuantityForm {
     quantity: String,
 }
 
-/// The cart's lines joined with the catalog; lines whose product is gone are dropped.
+/// The cart's lines joined with the catalog (names and prices, from the catalog cache); lines
+/// whose product is gone are dropped.
 pub async fn priced_rows(state: &AppState, cart: &Cart) -> Result<Vec<CartRow>, ShopError> {
-    let ids: Vec<ProductId> = cart.lines().iter().map(|line| line.product_id).collect();
-    let products = state.db.products_by_ids(&ids).await?;
+    if cart.is_empty() {
+        return Ok(Vec::new());
+    }
+    let products = state.db.catalog_for_display().await?;
     Ok(cart
         .lines()
         .iter()
