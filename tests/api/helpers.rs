@@ -220,8 +220,7 @@ impl Page {
 
     /// The CSRF token of the page's forms.
     pub fn csrf_token(&self) -> Option<String> {
-        let re = Regex::new(r#"name="csrf_token" value="([0-9a-f]+)""#).unwrap();
-        re.captures(&self.body).map(|c| c[1].to_owned())
+        shop::lab::shopper::csrf_token(&self.body)
     }
 
     pub fn assert_redirects_to(&self, path: &str) {
@@ -338,20 +337,7 @@ impl TestApp {
     }
 }
 
-pub fn cart_lines(body: &str) -> Vec<(i64, u32)> {
-    let re = Regex::new(
-        r#"id="qty-(\d+)" name="quantity" type="number" min="0" max="99" value="(\d+)""#,
-    )
-    .unwrap();
-    re.captures_iter(body)
-        .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap()))
-        .collect()
-}
-
-pub fn signed_in_as(body: &str) -> Option<String> {
-    let re = Regex::new(r#"<span class="user">([^<]+)</span>"#).unwrap();
-    re.captures(body).map(|c| c[1].to_owned())
-}
+pub use shop::lab::shopper::{cart_lines, signed_in_as};
 
 /// A unique email for one test.
 pub fn unique_email(who: &str) -> String {
