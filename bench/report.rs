@@ -146,16 +146,20 @@ pub fn markdown(runs: &[StoreRun], ceiling: &WrkResult, seconds: u32) -> String 
         } else {
             format!("{:.2} ms (no target)", read.wrk.p99_ms)
         };
+        let write = if write_target > 0.0 {
+            format!("{write_ratio:.2} vs {write_target}: {}", held(write_ratio >= write_target))
+        } else {
+            format!("{write_ratio:.2} (no target)")
+        };
         let one_call =
             (read.calls_per_request - 1.0).abs() < 0.01 && read.writes_per_request == 0.0;
         // Growth is what would betray state kept in the process; shrinking is the allocator.
         let rss_delta = run.rss_large_kib.saturating_sub(run.rss_small_kib) as f64 / 1024.0;
         let _ = writeln!(
             out,
-            "| {} | {read_ratio:.2} vs {read_target}: {} | {write_ratio:.2} vs {write_target}: {} | {p99} | {:.2} calls, {:.2} writes: {} | {rss_delta:.1} MiB: {} |",
+            "| {} | {read_ratio:.2} vs {read_target}: {} | {write} | {p99} | {:.2} calls, {:.2} writes: {} | {rss_delta:.1} MiB: {} |",
             run.store,
             held(read_ratio >= read_target),
-            held(write_ratio >= write_target),
             read.calls_per_request,
             read.writes_per_request,
             held(one_call),
