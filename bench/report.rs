@@ -147,7 +147,10 @@ pub fn markdown(runs: &[StoreRun], ceiling: &WrkResult, seconds: u32) -> String 
             format!("{:.2} ms (no target)", read.wrk.p99_ms)
         };
         let write = if write_target > 0.0 {
-            format!("{write_ratio:.2} vs {write_target}: {}", held(write_ratio >= write_target))
+            format!(
+                "{write_ratio:.2} vs {write_target}: {}",
+                held(write_ratio >= write_target)
+            )
         } else {
             format!("{write_ratio:.2} (no target)")
         };

@@ -228,10 +228,16 @@ pub async fn run(
         "Shopper 1 put {items} items in the cart; their requests were served by {}.",
         replicas_seen.iter().cloned().collect::<Vec<_>>().join(", ")
     ));
-    narrator.say(format!(
-        "{} more shoppers registered and filled carts.",
-        shoppers.len().saturating_sub(1)
-    ));
+    let others = shoppers.len().saturating_sub(1);
+    let others_ok = acknowledged_all.iter().skip(1).filter(|&&ok| ok).count();
+    narrator.say(if others_ok == others {
+        format!("{others} more shoppers registered and filled carts.")
+    } else {
+        format!(
+            "{others} more shoppers tried to register and fill carts; {others_ok} of them had \
+             every request go through."
+        )
+    });
 
     cluster.kill(&login_replica).await?;
     narrator.say(format!(
