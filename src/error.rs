@@ -20,6 +20,12 @@ pub enum ShopError {
     /// Answered with a redirect to the login page, not an error page.
     #[error("the page needs a signed-in user")]
     LoginRequired,
+    /// Other requests kept changing the session; this change was not applied.
+    #[error("the session kept changing during the request")]
+    Conflict,
+    /// The session was deleted (a logout elsewhere) while the request was on its way.
+    #[error("the session ended during the request")]
+    SessionEnded,
     #[error("no such page")]
     NotFound,
     #[error("the request body is larger than the shop accepts")]
@@ -41,6 +47,18 @@ impl ShopError {
     pub fn page_text(&self) -> (&'static str, String) {
         match self {
             ShopError::BadInput(text) => ("That did not work", text.clone()),
+            ShopError::Conflict => (
+                "Please try again",
+                "Your cart was being changed in another tab or window at the same moment, so this \
+                 change was not applied. Nothing was lost: please try again."
+                    .into(),
+            ),
+            ShopError::SessionEnded => (
+                "Your session ended",
+                "You were logged out (in another tab?) while this request was on its way. \
+                 Nothing was changed."
+                    .into(),
+            ),
             ShopError::Csrf => (
                 "This form has expired",
                 "The form was missing its security token, or it came from another page. \
@@ -80,6 +98,7 @@ impl ResponseError for ShopError {
             ShopError::BadInput(_) => StatusCode::BAD_REQUEST,
             ShopError::Csrf => StatusCode::FORBIDDEN,
             ShopError::LoginRequired => StatusCode::SEE_OTHER,
+            ShopError::Conflict | ShopError::SessionEnded => StatusCode::CONFLICT,
             ShopError::NotFound => StatusCode::NOT_FOUND,
             ShopError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ShopError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

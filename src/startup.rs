@@ -41,6 +41,22 @@ pub struct AppState {
     /// Decrypts the session cookie, for the inspector page.
     pub cookie_key: Key,
     pub metrics: Metrics,
+    /// The idle expiry every write gives a session.
+    pub session_ttl: Duration,
+}
+
+impl AppState {
+    /// The session key in the request's cookie, decrypted; `None` without a valid cookie.
+    pub fn session_key(&self, req: &actix_web::HttpRequest) -> Option<String> {
+        let mut jar = actix_web::cookie::CookieJar::new();
+        jar.add_original(req.cookie(SESSION_COOKIE)?);
+        Some(
+            jar.private(&self.cookie_key)
+                .get(SESSION_COOKIE)?
+                .value()
+                .to_owned(),
+        )
+    }
 }
 
 /// A shop instance bound to its port, ready to run.
@@ -91,6 +107,7 @@ impl Application {
             backend: store.backend(),
             cookie_key: Key::from(config.session.secret.bytes()),
             metrics: Metrics::new(&store)?,
+            session_ttl: Duration::seconds(config.session.ttl_seconds),
         });
         let server = run(listener, state, &config)?;
         Ok(Self {
@@ -154,7 +171,7 @@ fn run(
     config: &Config,
 ) -> anyhow::Result<Server> {
     let key = state.cookie_key.clone();
-    let ttl = Duration::seconds(config.session.ttl_seconds);
+    let ttl = state.session_ttl;
     let cookie_secure = config.session.cookie_secure;
     let static_dir = config.static_dir.clone();
     let mut server = HttpServer::new(move || {

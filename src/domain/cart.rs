@@ -91,6 +91,29 @@ impl Cart {
         Ok(())
     }
 
+    /// Takes out what an order took: each ordered line's quantity is subtracted, and a line
+    /// left with nothing is removed. Items added meanwhile stay.
+    pub fn remove_ordered(&mut self, ordered: &[CartLine]) {
+        for taken in ordered {
+            if let Some(index) = self
+                .lines
+                .iter()
+                .position(|l| l.product_id == taken.product_id)
+            {
+                let left = self.lines[index]
+                    .quantity
+                    .get()
+                    .saturating_sub(taken.quantity.get());
+                match Quantity::try_from(left) {
+                    Ok(left) => self.lines[index].quantity = left,
+                    Err(_) => {
+                        self.lines.remove(index);
+                    }
+                }
+            }
+        }
+    }
+
     /// Keeps only the lines whose product still exists.
     pub fn retain(&mut self, mut keep: impl FnMut(ProductId) -> bool) {
         self.lines.retain(|line| keep(line.product_id));
@@ -137,6 +160,20 @@ mod tests {
             cart.add(id(n), qty(1)).unwrap();
         }
         assert_eq!(cart.add(id(999), qty(1)), Err(CartError::TooManyLines));
+    }
+
+    #[test]
+    fn an_order_takes_out_only_what_it_ordered() {
+        let mut cart = Cart::default();
+        cart.add(id(1), qty(2)).unwrap();
+        cart.add(id(2), qty(1)).unwrap();
+        let ordered = cart.lines().to_vec();
+        cart.add(id(1), qty(3)).unwrap(); // added in another tab while the order was placed
+        cart.add(id(3), qty(1)).unwrap();
+        cart.remove_ordered(&ordered);
+        assert_eq!(cart.quantity_of(id(1)), Some(qty(3)));
+        assert_eq!(cart.quantity_of(id(2)), None);
+        assert_eq!(cart.quantity_of(id(3)), Some(qty(1)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The cart: lines live in the session as product ids and quantities; names, prices and stock are
 //! read from the catalog every time the cart is shown or changed.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use super::{CheckedForm, Layout, NoFields, see_other};
 use crate::db::products::Product;
 use crate::domain::{Cart, Money, ProductId, Quantity};
 use crate::error::ShopError;
-use crate::session::{FlashKind, ShopSession};
+use crate::session::{Flash, FlashKind, ModifyError, ShopSession, cart_in, put_cart_and_flash};
 use crate::startup::AppState;
 
 pub struct CartRow {
@@ -99,27 +99,66 @@ fn check_stock(product: &Product, wanted: Quantity) -> Result<(), ShopError> {
     Ok(())
 }
 
+/// Applies a cart change as one compare-and-set on the stored session (see `Store::modify`),
+/// with the confirmation message, so concurrent changes of one shopper never lose each other.
+/// A session not stored yet (a new visitor) goes through actix-session, which creates it.
+pub async fn change_cart(
+    req: &HttpRequest,
+    state: &AppState,
+    session: &ShopSession,
+    mut change: impl FnMut(&mut Cart) -> Result<String, ShopError>,
+) -> Result<(), ShopError> {
+    if let Some(key) = state.session_key(req) {
+        let applied = state
+            .store
+            .modify(&key, &state.session_ttl, |stored| {
+                let mut cart = cart_in(stored);
+                let text = change(&mut cart)?;
+                let flash = Flash {
+                    kind: FlashKind::Info,
+                    text,
+                };
+                put_cart_and_flash(stored, &cart, &flash)
+                    .map_err(|err| ShopError::Unexpected(err.into()))
+            })
+            .await;
+        match applied {
+            Ok(Some(())) => return Ok(()),
+            // Read at the start of the request, gone now: a logout won the race.
+            Ok(None) if session.was_stored() => return Err(ShopError::SessionEnded),
+            Ok(None) => {}
+            Err(ModifyError::Rejected(err)) => return Err(err),
+            Err(ModifyError::Conflict) => return Err(ShopError::Conflict),
+            Err(ModifyError::Store(err)) => return Err(ShopError::Unavailable(err)),
+        }
+    }
+    let mut cart = session.cart();
+    let text = change(&mut cart)?;
+    session.set_cart(&cart)?;
+    session.flash(FlashKind::Info, text)
+}
+
 pub async fn add(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     CheckedForm(form): CheckedForm<AddForm>,
 ) -> Result<HttpResponse, ShopError> {
     let quantity = Quantity::parse(&form.quantity).map_err(ShopError::bad_input)?;
     let product = existing_product(&state, &form.product_id).await?;
-    let mut cart = session.cart();
-    let new_quantity = cart
-        .add(product.product_id(), quantity)
-        .map_err(ShopError::bad_input)?;
-    check_stock(&product, new_quantity)?;
-    session.set_cart(&cart)?;
-    session.flash(
-        FlashKind::Info,
-        format!("Added {quantity} × {} to your cart.", product.name),
-    )?;
+    change_cart(&req, &state, &session, |cart| {
+        let new_quantity = cart
+            .add(product.product_id(), quantity)
+            .map_err(ShopError::bad_input)?;
+        check_stock(&product, new_quantity)?;
+        Ok(format!("Added {quantity} × {} to your cart.", product.name))
+    })
+    .await?;
     Ok(see_other("/cart"))
 }
 
 pub async fn update(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     path: web::Path<String>,
@@ -130,32 +169,31 @@ pub async fn update(
     if let Some(quantity) = quantity {
         check_stock(&product, quantity)?;
     }
-    let mut cart = session.cart();
-    cart.set(product.product_id(), quantity)
-        .map_err(ShopError::bad_input)?;
-    session.set_cart(&cart)?;
-    let message = match quantity {
-        Some(q) => format!("{} now has quantity {q}.", product.name),
-        None => format!("Removed {} from your cart.", product.name),
-    };
-    session.flash(FlashKind::Info, message)?;
+    change_cart(&req, &state, &session, |cart| {
+        cart.set(product.product_id(), quantity)
+            .map_err(ShopError::bad_input)?;
+        Ok(match quantity {
+            Some(q) => format!("{} now has quantity {q}.", product.name),
+            None => format!("Removed {} from your cart.", product.name),
+        })
+    })
+    .await?;
     Ok(see_other("/cart"))
 }
 
 pub async fn remove(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     path: web::Path<String>,
     _: CheckedForm<NoFields>,
 ) -> Result<HttpResponse, ShopError> {
     let product = existing_product(&state, &path).await?;
-    let mut cart = session.cart();
-    cart.set(product.product_id(), None)
-        .map_err(ShopError::bad_input)?;
-    session.set_cart(&cart)?;
-    session.flash(
-        FlashKind::Info,
-        format!("Removed {} from your cart.", product.name),
-    )?;
+    change_cart(&req, &state, &session, |cart| {
+        cart.set(product.product_id(), None)
+            .map_err(ShopError::bad_input)?;
+        Ok(format!("Removed {} from your cart.", product.name))
+    })
+    .await?;
     Ok(see_other("/cart"))
 }

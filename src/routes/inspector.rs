@@ -2,7 +2,6 @@
 //! backing store holds for them, exactly as stored, and how long it has left; the cookie in
 //! their browser holds only the encrypted key, of which this page shows the first characters.
 
-use actix_web::cookie::CookieJar;
 use actix_web::{HttpRequest, web};
 use askama::Template;
 use askama_web::WebTemplate;
@@ -26,15 +25,8 @@ pub async fn show(
     state: web::Data<AppState>,
     layout: Layout,
 ) -> Result<SessionPage, ShopError> {
-    let cookie = req.cookie(SESSION_COOKIE);
-    let cookie_bytes = cookie.as_ref().map_or(0, |c| c.value().len());
-    let key = cookie.and_then(|cookie| {
-        let mut jar = CookieJar::new();
-        jar.add_original(cookie);
-        jar.private(&state.cookie_key)
-            .get(SESSION_COOKIE)
-            .map(|c| c.value().to_owned())
-    });
+    let cookie_bytes = req.cookie(SESSION_COOKIE).map_or(0, |c| c.value().len());
+    let key = state.session_key(&req);
     let stored = match &key {
         Some(key) => state.store.raw(key).await.map_err(ShopError::Unavailable)?,
         None => None,

@@ -12,7 +12,7 @@ use std::time::Duration as StdDuration;
 
 use actix_web::cookie::time::Duration;
 use anyhow::Context;
-use memcache::exp::{AsyncMemcache, Ttl};
+use memcache::exp::{AsyncMemcache, Meta, Ttl};
 
 #[derive(Clone)]
 pub struct MemcachedStore {
@@ -122,6 +122,42 @@ impl MemcachedStore {
             .await
             .context("could not update a session in Memcached")?;
         Ok(())
+    }
+
+    /// Replaces the state under `key` only if it is still exactly `expected`: `gets` for the
+    /// value and its CAS token, then a `set` that applies only while the token still matches.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        state: &str,
+        ttl_: &Duration,
+    ) -> anyhow::Result<bool> {
+        let key = self.key(key);
+        let current = self
+            .client
+            .meta()
+            .get(&key)
+            .meta(Meta::NONE.cas())
+            .send()
+            .await
+            .context("could not read a session from Memcached")?;
+        let (Some(value), Some(cas)) = (current.value, current.item.cas) else {
+            return Ok(false);
+        };
+        if value != expected {
+            return Ok(false);
+        }
+        let set = self
+            .client
+            .meta()
+            .set(&key, state)
+            .ttl(ttl(ttl_))
+            .compare_cas(cas)
+            .send()
+            .await
+            .context("could not update a session in Memcached")?;
+        Ok(set.applied())
     }
 
     pub async fn touch(&self, key: &str, ttl_: &Duration) -> anyhow::Result<()> {

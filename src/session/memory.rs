@@ -69,6 +69,24 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Replaces the live state under `key` only if it is still exactly `expected`.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        state: &str,
+        ttl: &Duration,
+    ) -> anyhow::Result<bool> {
+        let now = now();
+        Ok(self.with_map(|map| match map.get_mut(key) {
+            Some(entry) if entry.1 > now && entry.0.as_bytes() == expected => {
+                *entry = (state.to_owned(), now + ttl.whole_seconds());
+                true
+            }
+            _ => false,
+        }))
+    }
+
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
         let now = now();
         self.with_map(|map| {

@@ -27,13 +27,13 @@ use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, Upd
 use actix_web::cookie::time::Duration;
 
 pub use codec::{MAX_STATE_BYTES, StateTooLarge, now};
-use codec::{decode, encode, new_key};
+use codec::{decode, encode, key_prefix, new_key};
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use shopper::{Flash, FlashKind, ShopSession, SignedInUser};
+pub use shopper::{Flash, FlashKind, ShopSession, SignedInUser, cart_in, put_cart_and_flash};
 pub use sql::SqlStore;
 pub use stats::{Operation, StoreStats};
 
@@ -275,6 +275,74 @@ impl Store {
     }
 }
 
+/// The entry under which a loaded state carries the bytes it was read from, to `update`.
+pub const LOADED: &str = "__loaded";
+
+/// Tries of a `modify` before it answers "please try again".
+const MODIFY_ATTEMPTS: u32 = 8;
+
+/// Why a `modify` did not apply its change.
+#[derive(Debug, thiserror::Error)]
+pub enum ModifyError<E> {
+    /// Other requests changed the session every time this one tried.
+    #[error("the session kept changing; the change was not applied")]
+    Conflict,
+    /// The change itself refused (bad input); nothing was written.
+    #[error(transparent)]
+    Rejected(E),
+    #[error(transparent)]
+    Store(anyhow::Error),
+}
+
+impl Store {
+    /// Applies `change` to the state stored under `key` as one compare-and-set: read, change,
+    /// write only if nobody wrote in between, else read again and replay the change, a bounded
+    /// number of times. So two requests of one shopper (two tabs, two replicas, a double click)
+    /// never lose each other's change. `None` when no live session has the key.
+    pub async fn modify<T, E>(
+        &self,
+        key: &str,
+        ttl: &Duration,
+        mut change: impl FnMut(&mut State) -> Result<T, E>,
+    ) -> Result<Option<T>, ModifyError<E>> {
+        let Ok(session_key) = SessionKey::try_from(key.to_owned()) else {
+            return Ok(None);
+        };
+        for attempt in 1..=MODIFY_ATTEMPTS {
+            let raw = self
+                .measured(Operation::Load, async {
+                    dispatch!(self, store => store.get(key).await)
+                })
+                .await
+                .map_err(ModifyError::Store)?;
+            let Some(raw) = raw else { return Ok(None) };
+            let Ok(mut state) = decode(&session_key, &raw) else {
+                return Ok(None);
+            };
+            let out = change(&mut state).map_err(ModifyError::Rejected)?;
+            let encoded = encode(&state).map_err(ModifyError::Store)?;
+            let swapped = self
+                .measured(Operation::Update, async {
+                    dispatch!(self, store => store.compare_and_swap(key, &raw, &encoded, ttl).await)
+                })
+                .await
+                .map_err(ModifyError::Store)?;
+            if swapped {
+                self.stats.wrote(encoded.len());
+                return Ok(Some(out));
+            }
+            // Jitter, so that the requests that collided do not collide again in step.
+            let pause = rand::random::<u64>() % (500 * u64::from(attempt));
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+        }
+        log::warn!(
+            "Session {} kept changing; a change was refused.",
+            &key[..key.len().min(8)]
+        );
+        Err(ModifyError::Conflict)
+    }
+}
+
 /// New keys tried before a save gives up when the server of a key does not answer, for stores
 /// that spread keys over servers: enough that with one of three down a save all but never fails.
 const SAVE_ATTEMPTS: usize = 8;
@@ -289,10 +357,18 @@ impl SessionStore for Store {
             })
             .await
             .map_err(LoadError::Other)?;
-        raw.map(|raw| decode(key, &raw)).transpose()
+        let Some(raw) = raw else { return Ok(None) };
+        let mut state = decode(key, &raw)?;
+        // What was read travels with the state, so that `update` writes only over it.
+        state.insert(
+            LOADED.to_owned(),
+            String::from_utf8_lossy(&raw).into_owned(),
+        );
+        Ok(Some(state))
     }
 
-    async fn save(&self, state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+    async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        state.remove(LOADED);
         let state = encode(&state).map_err(SaveError::Serialization)?;
         let mut attempt = 0;
         loop {
@@ -325,13 +401,30 @@ impl SessionStore for Store {
         state: State,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
+        let mut state = state;
+        let loaded = state.remove(LOADED);
         let state = encode(&state).map_err(UpdateError::Serialization)?;
-        self.measured(Operation::Update, async {
-            dispatch!(self, store => store.replace(key.as_ref(), &state, ttl).await)
-        })
-        .await
-        .map_err(UpdateError::Other)?;
-        self.stats.wrote(state.len());
+        let written = self
+            .measured(Operation::Update, async {
+                match &loaded {
+                    Some(loaded) => dispatch!(self, store => {
+                        store.compare_and_swap(key.as_ref(), loaded.as_bytes(), &state, ttl).await
+                    }),
+                    None => dispatch!(self, store => {
+                        store.replace(key.as_ref(), &state, ttl).await.map(|()| true)
+                    }),
+                }
+            })
+            .await
+            .map_err(UpdateError::Other)?;
+        if written {
+            self.stats.wrote(state.len());
+        } else {
+            // Another request changed (or a logout deleted) the session since this one read it.
+            // Its write would undo that change, so it is dropped; the only writes that reach
+            // here are incidental ones (a flash message shown), the cart goes through `modify`.
+            log::debug!("A stale write to session {} was dropped.", key_prefix(&key));
+        }
         Ok(key)
     }
 

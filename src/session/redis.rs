@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration as StdDuration;
 
 use actix_web::cookie::time::Duration;
@@ -26,6 +27,15 @@ pub struct RedisStore {
     prefix: String,
     location: String,
 }
+
+/// `SET` only if the value is still the one the caller read.
+static COMPARE_AND_SWAP: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+           redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 \
+         end return 0",
+    )
+});
 
 thread_local! {
     /// One connection per store and thread. A connection's driver task runs on the runtime that
@@ -125,6 +135,26 @@ impl RedisStore {
             .await
             .context("could not update a session in Redis")?;
         Ok(())
+    }
+
+    /// Replaces the state under `key` only if it is still exactly `expected`, atomically in a
+    /// Lua script.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        state: &str,
+        ttl: &Duration,
+    ) -> anyhow::Result<bool> {
+        let swapped: i64 = COMPARE_AND_SWAP
+            .key(self.key(key))
+            .arg(expected)
+            .arg(state)
+            .arg(seconds(ttl))
+            .invoke_async(&mut self.connection().await?)
+            .await
+            .context("could not update a session in Redis")?;
+        Ok(swapped == 1)
     }
 
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {

@@ -97,6 +97,12 @@ impl ShopSession {
         self.0.purge();
     }
 
+    /// Whether this session was read from the store at the start of the request (rather than
+    /// being new).
+    pub fn was_stored(&self) -> bool {
+        self.0.contains_key(super::LOADED)
+    }
+
     pub fn cart(&self) -> Cart {
         self.get(CART).unwrap_or_default()
     }
@@ -154,6 +160,30 @@ impl ShopSession {
         self.0.remove(FLASH);
         flash
     }
+}
+
+/// The cart in a state read straight from the store (for changes made with `Store::modify`),
+/// in the same encoding actix-session uses.
+pub fn cart_in(state: &super::State) -> Cart {
+    state
+        .get(CART)
+        .and_then(|value| serde_json::from_str(value).ok())
+        .unwrap_or_default()
+}
+
+/// Puts the cart and a flash message into a state read straight from the store.
+pub fn put_cart_and_flash(
+    state: &mut super::State,
+    cart: &Cart,
+    flash: &Flash,
+) -> serde_json::Result<()> {
+    if cart.is_empty() {
+        state.remove(CART);
+    } else {
+        state.insert(CART.to_owned(), serde_json::to_string(cart)?);
+    }
+    state.insert(FLASH.to_owned(), serde_json::to_string(flash)?);
+    Ok(())
 }
 
 fn new_token() -> String {

@@ -120,6 +120,33 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Replaces the live state under `key` only if it is still exactly `expected`.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        state: &str,
+        ttl: &Duration,
+    ) -> anyhow::Result<bool> {
+        let Ok(expected) = std::str::from_utf8(expected) else {
+            return Ok(false);
+        };
+        let now = now();
+        let swapped = sqlx::query(
+            "UPDATE sessions SET state = $3, expires_at = $4
+             WHERE key = $1 AND state = $2 AND expires_at > $5",
+        )
+        .bind(key)
+        .bind(expected)
+        .bind(state)
+        .bind(now + ttl.whole_seconds())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .context("could not update a session")?;
+        Ok(swapped.rows_affected() == 1)
+    }
+
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
         let now = now();
         sqlx::query("UPDATE sessions SET expires_at = $2 WHERE key = $1 AND expires_at > $3")

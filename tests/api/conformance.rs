@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
-use shop::session::{MAX_STATE_BYTES, Store};
+use shop::session::{LOADED, MAX_STATE_BYTES, Store};
 
 use crate::helpers::{store_of, test_settings_for};
 
@@ -41,13 +41,23 @@ fn rich_state() -> State {
     ])
 }
 
+/// What `load` returns, less the bytes it carries for `update`'s compare-and-set.
+async fn loaded(store: &Store, key: &SessionKey) -> Option<State> {
+    let mut state = store.load(key).await.unwrap()?;
+    assert!(
+        state.remove(LOADED).is_some(),
+        "a loaded state carries what was read"
+    );
+    Some(state)
+}
+
 const TTL: Duration = Duration::seconds(60);
 
 async fn saved_and_loaded_state_is_identical(backend: &str) {
     let store = store(backend).await;
     let state = rich_state();
     let key = store.save(state.clone(), &TTL).await.unwrap();
-    assert_eq!(store.load(&key).await.unwrap(), Some(state));
+    assert_eq!(loaded(&store, &key).await, Some(state));
 }
 
 async fn save_never_overwrites_an_existing_key(backend: &str) {
@@ -61,7 +71,7 @@ async fn save_never_overwrites_an_existing_key(backend: &str) {
             .await
             .unwrap()
     );
-    assert_eq!(store.load(&key).await.unwrap(), Some(original));
+    assert_eq!(loaded(&store, &key).await, Some(original));
     let other = store
         .save(HashMap::from([("user".into(), "3".into())]), &TTL)
         .await
@@ -80,7 +90,7 @@ async fn update_never_brings_back_a_deleted_session(backend: &str) {
     // A slower request that loaded the session before the logout now writes it back.
     let late = HashMap::from([("user".into(), "1".into()), ("cart".into(), "[]".into())]);
     let returned = store.update(same_key, late, &TTL).await.unwrap();
-    assert_eq!(store.load(&returned).await.unwrap(), None);
+    assert_eq!(loaded(&store, &returned).await, None);
     assert_eq!(store.raw(returned.as_ref()).await.unwrap(), None);
 }
 
@@ -91,13 +101,13 @@ async fn expired_state_never_loads_and_is_not_revived(backend: &str) {
         .save(state.clone(), &Duration::seconds(1))
         .await
         .unwrap();
-    assert_eq!(store.load(&key).await.unwrap(), Some(state.clone()));
+    assert_eq!(loaded(&store, &key).await, Some(state.clone()));
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(store.load(&key).await.unwrap(), None);
+    assert_eq!(loaded(&store, &key).await, None);
     let again = self::key(key.as_ref());
     let returned = store.update(again, state, &TTL).await.unwrap();
     assert_eq!(
-        store.load(&returned).await.unwrap(),
+        loaded(&store, &returned).await,
         None,
         "update revived an expired session"
     );
@@ -113,7 +123,7 @@ async fn update_ttl_extends_expiry_without_touching_the_data(backend: &str) {
     let (raw_before, _) = store.raw(key.as_ref()).await.unwrap().unwrap();
     store.update_ttl(&key, &TTL).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
-    assert_eq!(store.load(&key).await.unwrap(), Some(state));
+    assert_eq!(loaded(&store, &key).await, Some(state));
     let (raw_after, ttl) = store.raw(key.as_ref()).await.unwrap().unwrap();
     assert_eq!(raw_before, raw_after);
     assert!((50..=60).contains(&ttl), "ttl {ttl}");
@@ -134,7 +144,7 @@ async fn state_over_the_limit_is_refused_not_truncated(backend: &str) {
         Err(UpdateError::Serialization(_))
     ));
     assert_eq!(
-        store.load(&key).await.unwrap(),
+        loaded(&store, &key).await,
         Some(small),
         "the old state is intact"
     );
@@ -166,6 +176,73 @@ async fn a_missing_key_loads_as_no_session(backend: &str) {
     assert_eq!(store.load(&key(&"0".repeat(64))).await.unwrap(), None);
 }
 
+async fn a_write_based_on_a_stale_read_is_dropped(backend: &str) {
+    let store = store(backend).await;
+    let key = store
+        .save(HashMap::from([("cart".into(), "[]".into())]), &TTL)
+        .await
+        .unwrap();
+    let mut first = store.load(&key).await.unwrap().unwrap();
+    let mut second = store.load(&key).await.unwrap().unwrap();
+    first.insert("cart".into(), "[1]".into());
+    second.insert("cart".into(), "[2]".into());
+    let same = |k: &SessionKey| self::key(k.as_ref());
+    store.update(same(&key), first, &TTL).await.unwrap();
+    store.update(same(&key), second, &TTL).await.unwrap();
+    let now = loaded(&store, &key).await.unwrap();
+    assert_eq!(
+        now["cart"], "[1]",
+        "the second write would have lost the first"
+    );
+}
+
+async fn concurrent_modifies_all_apply(backend: &str) {
+    let store = store(backend).await;
+    let key = store
+        .save(HashMap::from([("count".into(), "0".into())]), &TTL)
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (store, key) = (store.clone(), key.as_ref().to_owned());
+        tasks.spawn(async move {
+            store
+                .modify(&key, &TTL, |state| {
+                    let n: u32 = state["count"].parse().unwrap();
+                    state.insert("count".into(), (n + 1).to_string());
+                    Ok::<_, std::convert::Infallible>(())
+                })
+                .await
+        });
+    }
+    let mut applied = 0;
+    while let Some(result) = tasks.join_next().await {
+        if matches!(result.unwrap(), Ok(Some(()))) {
+            applied += 1;
+        }
+    }
+    let count: u32 = loaded(&store, &key).await.unwrap()["count"]
+        .parse()
+        .unwrap();
+    assert_eq!(count, applied, "every applied change is kept, no other");
+    assert!(applied >= 15, "only {applied} of 20 changes applied");
+}
+
+async fn modify_of_a_missing_session_changes_nothing(backend: &str) {
+    let store = store(backend).await;
+    let missing = "1".repeat(64);
+    let result = store
+        .modify(&missing, &TTL, |_| Ok::<_, std::convert::Infallible>(()))
+        .await
+        .unwrap();
+    assert!(result.is_none());
+    assert_eq!(
+        store.raw(&missing).await.unwrap(),
+        None,
+        "nothing was created"
+    );
+}
+
 macro_rules! conformance {
     ($($store:ident $(if $feature:literal)?),* ; $cases:tt) => {
         $(
@@ -195,6 +272,9 @@ conformance!(
         update_ttl_extends_expiry_without_touching_the_data,
         state_over_the_limit_is_refused_not_truncated,
         foreign_data_under_a_key_loads_as_no_session,
-        a_missing_key_loads_as_no_session
+        a_missing_key_loads_as_no_session,
+        a_write_based_on_a_stale_read_is_dropped,
+        concurrent_modifies_all_apply,
+        modify_of_a_missing_session_changes_nothing
     ]
 );
