@@ -1,0 +1,202 @@
+//! A shopper with two tabs, a double click, requests racing over three replicas: every
+//! acknowledged cart change is kept, and a logout wins over slower cart requests in flight.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use reqwest::StatusCode;
+use shop::lab::cluster::{Balancing, Cluster, ClusterConfig};
+use shop::lab::shopper::Shopper;
+
+use crate::helpers::{test_settings_for, unique_email};
+
+const PASSWORD: &str = "lost-updates-1";
+
+async fn cluster(
+    backend: &str,
+) -> (
+    Cluster,
+    tempfile::TempDir,
+    std::sync::Arc<tempfile::TempDir>,
+) {
+    let (mut env, data) = test_settings_for(backend).await;
+    for variable in ["PORT", "HOST", "INSTANCE_NAME"] {
+        env.remove(variable);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterConfig {
+        program: PathBuf::from(env!("CARGO_BIN_EXE_shop")),
+        args: Vec::new(),
+        replicas: 3,
+        balancing: Balancing::RoundRobin,
+        env,
+        work_dir: work.path().to_owned(),
+        nginx_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx")),
+    })
+    .await
+    .expect("the cluster starts");
+    (cluster, work, data)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn fifty_concurrent_adds_are_all_kept(backend: &str) {
+    let (cluster, _work, _data) = cluster(backend).await;
+    let shopper = Shopper::new(&cluster.url, &unique_email("tabs"), None).unwrap();
+    assert!(shopper.register(PASSWORD).await.unwrap().0);
+    let cookie = shopper.cookie_header().unwrap();
+    let token = shopper.csrf_token().await.unwrap();
+    let client = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let product = rand::random_range(1..=12_i64);
+        let (client, url, cookie, token) = (
+            client.clone(),
+            cluster.url.clone(),
+            cookie.clone(),
+            token.clone(),
+        );
+        tasks.spawn(async move {
+            let response = client
+                .post(format!("{url}/cart/items"))
+                .header("cookie", cookie)
+                .form(&[
+                    ("product_id", product.to_string()),
+                    ("quantity", "1".into()),
+                    ("csrf_token", token),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let served_by = response.headers()["x-served-by"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (product, response.status(), served_by)
+        });
+    }
+    let mut acknowledged: HashMap<i64, u32> = HashMap::new();
+    let (mut refused, mut replicas) = (0, std::collections::BTreeSet::new());
+    while let Some(done) = tasks.join_next().await {
+        let (product, status, served_by) = done.unwrap();
+        replicas.insert(served_by);
+        match status {
+            StatusCode::SEE_OTHER => *acknowledged.entry(product).or_default() += 1,
+            // "Please try again" (409) or a refusal with a message (400, more than in stock).
+            StatusCode::CONFLICT | StatusCode::BAD_REQUEST => refused += 1,
+            other => panic!("an add answered {other}"),
+        }
+    }
+    let (user, lines, _) = shopper.look().await.unwrap();
+    assert!(user.is_some(), "still logged in");
+    let kept: HashMap<i64, u32> = lines.into_iter().collect();
+    let sent = 50;
+    let acked: u32 = acknowledged.values().sum();
+    let kept_total: u32 = kept.values().sum();
+    println!(
+        "{backend}: sent {sent}, acknowledged {acked}, refused {refused}, kept {kept_total}, over {replicas:?}"
+    );
+    assert_eq!(replicas.len(), 3, "the adds were spread over every replica");
+    assert_eq!(
+        kept, acknowledged,
+        "every acknowledged add is in the cart, and nothing else"
+    );
+    assert!(acked >= 40, "only {acked} of {sent} adds were applied");
+}
+
+async fn a_logout_wins_over_cart_requests_in_flight(backend: &str) {
+    let (cluster, _work, _data) = cluster(backend).await;
+    let shopper = Shopper::new(&cluster.url, &unique_email("race"), None).unwrap();
+    assert!(shopper.register(PASSWORD).await.unwrap().0);
+    shopper.add(1, 1).await.unwrap();
+    let cookie = shopper.cookie_header().unwrap();
+    let token = shopper.csrf_token().await.unwrap();
+    let client = client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (client, url, cookie, token) = (
+            client.clone(),
+            cluster.url.clone(),
+            cookie.clone(),
+            token.clone(),
+        );
+        tasks.spawn(async move {
+            if i == 10 {
+                let form = [("csrf_token", token)];
+                return client
+                    .post(format!("{url}/logout"))
+                    .header("cookie", cookie)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+            }
+            let form = [
+                ("product_id", "2".to_owned()),
+                ("quantity", "1".to_owned()),
+                ("csrf_token", token),
+            ];
+            client
+                .post(format!("{url}/cart/items"))
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let status = done.unwrap();
+        assert!(
+            [
+                StatusCode::SEE_OTHER,
+                StatusCode::CONFLICT,
+                StatusCode::FORBIDDEN
+            ]
+            .contains(&status),
+            "unexpected {status}"
+        );
+    }
+    // The old cookie, replayed after everything settled: a guest with an empty cart.
+    let page = client
+        .get(format!("{}/cart", cluster.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let body = page.text().await.unwrap();
+    assert_eq!(
+        shop::lab::shopper::signed_in_as(&body),
+        None,
+        "the logout was undone"
+    );
+    assert!(shop::lab::shopper::cart_lines(&body).is_empty());
+}
+
+macro_rules! per_store {
+    ($($store:ident $(if $feature:literal)?),*) => {
+        $(
+            $(#[cfg(feature = $feature)])?
+            mod $store {
+                #[tokio::test]
+                async fn fifty_concurrent_adds_over_three_replicas_are_all_kept() {
+                    super::fifty_concurrent_adds_are_all_kept(stringify!($store)).await;
+                }
+
+                #[tokio::test]
+                async fn a_logout_wins_over_cart_requests_in_flight() {
+                    super::a_logout_wins_over_cart_requests_in_flight(stringify!($store)).await;
+                }
+            }
+        )*
+    };
+}
+
+per_store!(sqlite, redis if "redis", postgres if "postgres", memcached if "memcached");
