@@ -53,6 +53,9 @@ pub struct SessionConfig {
     pub secret: Secret,
     /// `SESSION_TTL_SECONDS`: idle expiry enforced by the store. Default `1800`.
     pub ttl_seconds: i64,
+    /// `SESSION_MAX_LOGIN_SECONDS`: absolute lifetime of a sign-in, however active.
+    /// Default `43200` (12 hours).
+    pub max_login_seconds: i64,
     /// `COOKIE_SECURE`: the cookie's `Secure` flag. Default `true` in production, else `false`.
     pub cookie_secure: bool,
     /// `SESSION_DATABASE_URL`: the SQLite file (sqlite store) or PostgreSQL database (postgres
@@ -180,6 +183,14 @@ impl Config {
                 "must be between 1 and 2592000 (30 days)",
             ));
         }
+        let max_login_seconds = parse_number(
+            "SESSION_MAX_LOGIN_SECONDS",
+            get("SESSION_MAX_LOGIN_SECONDS"),
+            crate::session::DEFAULT_MAX_LOGIN_SECONDS,
+        )?;
+        if max_login_seconds < 1 {
+            return Err(invalid("SESSION_MAX_LOGIN_SECONDS", "must be at least 1"));
+        }
         let cookie_secure = match get("COOKIE_SECURE").as_deref() {
             None => app_env == AppEnv::Production,
             Some("true" | "1") => true,
@@ -241,6 +252,7 @@ impl Config {
                 backend,
                 secret,
                 ttl_seconds,
+                max_login_seconds,
                 cookie_secure,
                 database_url: session_database_url,
                 redis_url,

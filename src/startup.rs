@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The idle expiry every write gives a session.
     pub session_ttl: Duration,
+    /// How long a sign-in lasts at most, however active (`SESSION_MAX_LOGIN_SECONDS`).
+    pub max_login_seconds: i64,
 }
 
 impl AppState {
@@ -108,6 +110,7 @@ impl Application {
             cookie_key: Key::from(config.session.secret.bytes()),
             metrics: Metrics::new(&store)?,
             session_ttl: Duration::seconds(config.session.ttl_seconds),
+            max_login_seconds: config.session.max_login_seconds,
         });
         let server = run(listener, state, &config)?;
         Ok(Self {

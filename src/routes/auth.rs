@@ -17,7 +17,7 @@ use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
 use crate::db::users::CreateUserError;
 use crate::domain::{Email, Password, UserId};
 use crate::error::ShopError;
-use crate::session::{FlashKind, ShopSession, SignedInUser};
+use crate::session::{FlashKind, ShopSession};
 use crate::startup::AppState;
 
 /// A hash of a password nobody has, verified when the email is unknown so that both cases cost
@@ -103,10 +103,7 @@ pub async fn register(
         Err(CreateUserError::Database(err)) => return Err(err.into()),
     };
     log::info!("User {id} registered.");
-    session.log_in(SignedInUser {
-        id,
-        email: email.to_string(),
-    })?;
+    session.log_in(id, email.to_string())?;
     session.flash(FlashKind::Info, "Welcome! Your account is ready.")?;
     Ok(see_other("/"))
 }
@@ -132,6 +129,29 @@ pub async fn login(
     ) else {
         return refuse(layout);
     };
+    // Failures are counted per account in the session store, so the limit holds across
+    // replicas; a locked account is refused before any password is checked.
+    let counter = failures_key(&email);
+    if state
+        .store
+        .counted(&counter)
+        .await
+        .map_err(ShopError::Unavailable)?
+        >= MAX_FAILED_LOGINS
+    {
+        log::warn!("Login refused: too many failures for one account in the window.");
+        let page = LoginPage {
+            layout,
+            email: email.to_string(),
+            error: Some(LOCKED_OUT.into()),
+        };
+        let mut response = render_with_status(&page, StatusCode::TOO_MANY_REQUESTS)?;
+        response.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(FAILED_LOGIN_WINDOW.whole_seconds()),
+        );
+        return Ok(response);
+    }
     let user = state.db.user_by_email(&email).await?;
     let hash = user
         .as_ref()
@@ -141,15 +161,44 @@ pub async fn login(
     match user {
         Some(user) if matches => {
             let id = UserId::from_db(user.id);
-            session.log_in(SignedInUser {
-                id,
-                email: user.email,
-            })?;
+            state
+                .store
+                .reset(&counter)
+                .await
+                .map_err(ShopError::Unavailable)?;
+            session.log_in(id, user.email)?;
             log::info!("User {id} logged in.");
             Ok(see_other("/"))
         }
-        _ => refuse(layout),
+        _ => {
+            state
+                .store
+                .count(&counter, &FAILED_LOGIN_WINDOW)
+                .await
+                .map_err(ShopError::Unavailable)?;
+            refuse(layout)
+        }
     }
+}
+
+/// Failed logins allowed per account within the window before it is locked for the window.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+
+/// The window in which failures count, and how long a locked account stays locked after the
+/// last failure.
+pub const FAILED_LOGIN_WINDOW: actix_web::cookie::time::Duration =
+    actix_web::cookie::time::Duration::minutes(15);
+
+const LOCKED_OUT: &str =
+    "Too many failed attempts for this account. Please wait 15 minutes and try again.";
+
+/// The store key of an account's failure count: a fixed hash of the email, the same in every
+/// replica, never the email itself.
+fn failures_key(email: &Email) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    email.as_str().hash(&mut hasher);
+    format!("login-failures-{:016x}", hasher.finish())
 }
 
 pub async fn logout(session: ShopSession, _: CheckedForm<NoFields>) -> HttpResponse {

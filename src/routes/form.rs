@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_session::SessionExt;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -48,7 +47,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CheckedForm<T> {
             let token: TokenOnly = serde_urlencoded::from_bytes(&body).map_err(|_| {
                 ShopError::bad_input("The form could not be read. Nothing was changed.")
             })?;
-            ShopSession::from_session(req.get_session()).verify_csrf(&token.csrf_token)?;
+            ShopSession::of(&req).verify_csrf(&token.csrf_token)?;
             serde_urlencoded::from_bytes(&body)
                 .map(CheckedForm)
                 .map_err(|_| {

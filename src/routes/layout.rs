@@ -3,7 +3,6 @@
 
 use std::future::{Ready, ready};
 
-use actix_session::SessionExt;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use crate::error::ShopError;
@@ -53,7 +52,7 @@ impl FromRequest for Layout {
                 "AppState is not registered"
             ))));
         };
-        let session = ShopSession::from_session(req.get_session());
+        let session = ShopSession::of(req);
         ready(Self::for_session(state, &session))
     }
 }

@@ -33,7 +33,10 @@ pub use memcached::MemcachedStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use shopper::{Flash, FlashKind, ShopSession, SignedInUser, cart_in, put_cart_and_flash};
+pub use shopper::{
+    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, ShopSession, SignedInUser, cart_in,
+    put_cart_and_flash,
+};
 pub use sql::SqlStore;
 pub use stats::{Operation, StoreStats};
 
@@ -342,6 +345,48 @@ impl Store {
             &key[..key.len().min(8)]
         );
         Err(ModifyError::Conflict)
+    }
+}
+
+impl Store {
+    /// Counts one more event under `name` (a failed login for an account, say) and returns the
+    /// count; the count lives in the store, so every replica sees it, and expires `window` after
+    /// the last event.
+    pub async fn count(&self, name: &str, window: &Duration) -> anyhow::Result<u32> {
+        for _ in 0..MODIFY_ATTEMPTS {
+            let raw = dispatch!(self, store => store.get(name).await)?;
+            let (next, swapped) = match &raw {
+                None => (
+                    1,
+                    dispatch!(self, store => store.insert_new(name, "1", window).await)?,
+                ),
+                Some(raw) => {
+                    let next = String::from_utf8_lossy(raw)
+                        .parse::<u32>()
+                        .unwrap_or(0)
+                        .saturating_add(1);
+                    let swapped = dispatch!(self, store => {
+                        store.compare_and_swap(name, raw, &next.to_string(), window).await
+                    })?;
+                    (next, swapped)
+                }
+            };
+            if swapped {
+                return Ok(next);
+            }
+        }
+        anyhow::bail!("the counter {name} kept changing")
+    }
+
+    /// The current count under `name`; 0 when there is none or it expired.
+    pub async fn counted(&self, name: &str) -> anyhow::Result<u32> {
+        let raw = dispatch!(self, store => store.get(name).await)?;
+        Ok(raw.map_or(0, |raw| String::from_utf8_lossy(&raw).parse().unwrap_or(0)))
+    }
+
+    /// Forgets the count under `name`.
+    pub async fn reset(&self, name: &str) -> anyhow::Result<()> {
+        dispatch!(self, store => store.remove(name).await)
     }
 }
 

@@ -24,6 +24,10 @@ const CSRF: &str = "csrf";
 pub struct SignedInUser {
     pub id: UserId,
     pub email: String,
+    /// When the user signed in (seconds since the epoch); a session older than the absolute
+    /// lifetime no longer counts as signed in, however active it was.
+    #[serde(default)]
+    pub signed_in_at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,27 +49,41 @@ impl Flash {
     }
 }
 
+/// The longest a sign-in lasts, active or not, unless configured otherwise: 12 hours.
+pub const DEFAULT_MAX_LOGIN_SECONDS: i64 = 12 * 3600;
+
 /// The shop's view of an actix-session `Session`.
 #[derive(Clone)]
-pub struct ShopSession(Session);
+pub struct ShopSession {
+    session: Session,
+    max_login_seconds: i64,
+}
 
 impl FromRequest for ShopSession {
     type Error = actix_web::Error;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(ShopSession(req.get_session())))
+        ready(Ok(ShopSession::of(req)))
     }
 }
 
 impl ShopSession {
-    pub fn from_session(session: Session) -> Self {
-        Self(session)
+    /// The request's session, with the absolute login lifetime the application is configured
+    /// with.
+    pub fn of(req: &HttpRequest) -> Self {
+        let max_login_seconds = req
+            .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+            .map_or(DEFAULT_MAX_LOGIN_SECONDS, |state| state.max_login_seconds);
+        Self {
+            session: req.get_session(),
+            max_login_seconds,
+        }
     }
 
     /// A value that no longer decodes (a foreign or outdated shape) counts as absent.
     fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        match self.0.get(key) {
+        match self.session.get(key) {
             Ok(value) => value,
             Err(err) => {
                 log::warn!("Session value '{key}' does not decode ({err}); ignoring it.");
@@ -75,32 +93,49 @@ impl ShopSession {
     }
 
     fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), ShopError> {
-        self.0
+        self.session
             .insert(key, value)
             .map_err(|err| ShopError::Unexpected(anyhow::anyhow!("{err}")))
     }
 
+    /// The signed-in user, while the sign-in is younger than the absolute lifetime.
     pub fn user(&self) -> Option<SignedInUser> {
-        self.get(USER)
+        let user: SignedInUser = self.get(USER)?;
+        if super::now() - user.signed_in_at > self.max_login_seconds {
+            log::info!(
+                "The sign-in of user {} is past its absolute lifetime.",
+                user.id
+            );
+            return None;
+        }
+        Some(user)
     }
 
     /// Signs a user in under a fresh session key (so a key planted before login is useless),
     /// keeping the guest cart, with a new CSRF token.
-    pub fn log_in(&self, user: SignedInUser) -> Result<(), ShopError> {
-        self.0.renew();
-        self.insert(USER, user)?;
+    pub fn log_in(&self, id: UserId, email: String) -> Result<(), ShopError> {
+        self.session.renew();
+        let signed_in_at = super::now();
+        self.insert(
+            USER,
+            SignedInUser {
+                id,
+                email,
+                signed_in_at,
+            },
+        )?;
         self.insert(CSRF, new_token())
     }
 
     /// Ends the session everywhere: the store deletes the state and the cookie is removed.
     pub fn log_out(&self) {
-        self.0.purge();
+        self.session.purge();
     }
 
     /// Whether this session was read from the store at the start of the request (rather than
     /// being new).
     pub fn was_stored(&self) -> bool {
-        self.0.contains_key(super::LOADED)
+        self.session.contains_key(super::LOADED)
     }
 
     pub fn cart(&self) -> Cart {
@@ -109,8 +144,8 @@ impl ShopSession {
 
     pub fn set_cart(&self, cart: &Cart) -> Result<(), ShopError> {
         if cart.is_empty() {
-            if self.0.contains_key(CART) {
-                self.0.remove(CART);
+            if self.session.contains_key(CART) {
+                self.session.remove(CART);
             }
             Ok(())
         } else {
@@ -153,11 +188,11 @@ impl ShopSession {
 
     /// Takes the pending message, if any. Only a session that has one is written back.
     pub fn take_flash(&self) -> Option<Flash> {
-        if !self.0.contains_key(FLASH) {
+        if !self.session.contains_key(FLASH) {
             return None;
         }
         let flash = self.get(FLASH);
-        self.0.remove(FLASH);
+        self.session.remove(FLASH);
         flash
     }
 }

@@ -118,3 +118,51 @@ async fn html_in_an_email_is_shown_escaped() {
     assert!(!page.body.contains("<script>alert(1)</script>"));
     assert!(page.body.contains("&#60;script&#62;") || page.body.contains("&lt;script&gt;"));
 }
+
+#[tokio::test]
+async fn five_failed_logins_lock_the_account_on_every_replica() {
+    let app = spawn_app().await;
+    let replica = crate::helpers::spawn_replica(&app).await;
+    let email = unique_email("locked");
+    let bystander = unique_email("bystander");
+    app.register(&email).await;
+    app.logout().await;
+    app.register(&bystander).await;
+    app.logout().await;
+    for attempt in 0..5 {
+        let on = if attempt % 2 == 0 { &app } else { &replica };
+        assert_eq!(
+            on.login(&email, "wrong password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The sixth try, with the right password, on the other replica: refused before any check.
+    let locked = replica.login(&email, PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(locked.body.contains("Too many failed attempts"));
+    assert_eq!(replica.signed_in_as().await, None);
+    // Another account is not affected.
+    app.login(&bystander, PASSWORD)
+        .await
+        .assert_redirects_to("/");
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_the_failures() {
+    let app = spawn_app().await;
+    let email = unique_email("forgetful");
+    app.register(&email).await;
+    app.logout().await;
+    for _ in 0..4 {
+        app.login(&email, "wrong password").await;
+    }
+    app.login(&email, PASSWORD).await.assert_redirects_to("/");
+    app.logout().await;
+    for _ in 0..4 {
+        assert_eq!(
+            app.login(&email, "wrong again").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    app.login(&email, PASSWORD).await.assert_redirects_to("/");
+}

@@ -217,3 +217,26 @@ async fn the_inspector_shows_what_the_store_holds_but_never_the_whole_key() {
     let first = guest.get("/session").await;
     assert!(first.body.contains("Nothing is stored for you yet"));
 }
+
+#[tokio::test]
+async fn a_sign_in_ends_after_its_absolute_lifetime_however_active() {
+    let app = spawn_app_with(|s| {
+        s.insert("SESSION_MAX_LOGIN_SECONDS".into(), "2".into());
+    })
+    .await;
+    let email = unique_email("tireless");
+    app.register(&email).await;
+    app.add_to_cart(1, "1").await;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        assert_eq!(
+            app.signed_in_as().await,
+            Some(email.clone()),
+            "active and young"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(app.signed_in_as().await, None, "past the absolute lifetime");
+    app.get("/orders").await.assert_redirects_to("/login");
+}
