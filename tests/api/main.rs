@@ -8,6 +8,7 @@ mod conformance;
 mod csrf;
 mod direct;
 mod helpers;
+mod hostile;
 mod lost_updates;
 mod outages;
 mod processes;

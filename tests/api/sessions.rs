@@ -14,7 +14,7 @@ use crate::helpers::{
 };
 
 /// The session key inside the browser's encrypted cookie.
-fn session_key(app: &TestApp) -> String {
+pub fn session_key(app: &TestApp) -> String {
     let raw = app.session_cookie().expect("a session cookie");
     let cookie = Cookie::parse_encoded(raw).expect("a cookie");
     let mut jar = CookieJar::new();
