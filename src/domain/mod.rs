@@ -5,6 +5,8 @@ mod cart;
 mod email;
 mod money;
 mod password;
+#[cfg(test)]
+mod properties;
 mod quantity;
 
 pub use cart::{Cart, CartError, CartLine};

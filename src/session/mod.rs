@@ -28,6 +28,20 @@ use actix_web::cookie::time::Duration;
 
 pub use codec::{MAX_STATE_BYTES, StateTooLarge, now};
 use codec::{decode, encode, key_prefix, new_key};
+
+/// The codec, for the property tests next to the domain types.
+#[cfg(test)]
+pub(crate) mod codec_for_tests {
+    use super::{State, codec};
+
+    pub fn encode(state: &State) -> anyhow::Result<String> {
+        codec::encode(state)
+    }
+
+    pub fn decode(raw: &[u8]) -> Result<State, actix_session::storage::LoadError> {
+        codec::decode(&codec::new_key(), raw)
+    }
+}
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedStore;
 pub use memory::MemoryStore;
