@@ -317,7 +317,7 @@ mod tests {
         assert!(local.contains("server 127.0.0.1:9004 max_fails=2 fail_timeout=2s;"));
         assert_eq!(super::fail_timeout(conf), std::time::Duration::from_secs(2));
         assert!(local.contains("listen 127.0.0.1:9000;"));
-        assert!(local.contains("proxy_next_upstream error timeout http_502 http_503;"));
+        assert!(local.contains("proxy_next_upstream error timeout http_502;"));
         assert!(!local.contains("ip_hash;"));
         let sticky = localize(
             include_str!("../../deploy/nginx/sticky.conf"),

@@ -134,6 +134,26 @@ impl StoreProcess {
         panic!("the {} server did not listen on {port}", self.kind);
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: unreachable, its data kept. For
+    /// PostgreSQL, which keeps its data on disk, a stop and start does the same.
+    pub async fn freeze(&mut self, frozen: bool) {
+        if self.kind == "postgres" {
+            if frozen {
+                self.stop().await;
+            } else {
+                self.resume().await;
+            }
+            return;
+        }
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("a running server");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        run(Command::new("kill").args([signal, &pid.to_string()])).await;
+    }
+
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
@@ -326,4 +346,160 @@ async fn losing_one_of_three_memcached_servers_logs_out_only_its_sessions() {
         "only the lost server's sessions are gone"
     );
     assert_eq!(shoppers[0].get("/readyz").await.status, StatusCode::OK);
+}
+
+/// Three replicas behind nginx, a shopper browsing steadily, and the store unreachable for ten
+/// seconds: only 503s with Retry-After meanwhile (no 500, no panic, no replica exits), full
+/// recovery within seconds, and the cart from before the outage intact.
+async fn an_outage_under_load_gives_503s_and_loses_nothing(kind: &'static str) {
+    use shop::lab::cluster::{Balancing, Cluster, ClusterConfig};
+    use shop::lab::shopper::Shopper;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut server = StoreProcess::start(kind).await;
+    let (mut env, _data) = crate::helpers::test_settings_for(kind).await;
+    server.configure(&mut env);
+    for variable in ["PORT", "HOST", "INSTANCE_NAME"] {
+        env.remove(variable);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterConfig {
+        program: std::path::PathBuf::from(env!("CARGO_BIN_EXE_shop")),
+        args: Vec::new(),
+        replicas: 3,
+        balancing: Balancing::RoundRobin,
+        env,
+        work_dir: work.path().to_owned(),
+        nginx_dir: std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx")),
+    })
+    .await
+    .unwrap();
+    let shopper = Shopper::new(&cluster.url, &unique_email("steady"), None).unwrap();
+    assert!(shopper.register("steady-password").await.unwrap().0);
+    for product in [1, 4, 7] {
+        shopper.add(product, 2).await.unwrap();
+    }
+    let (_, cart_before, _) = shopper.look().await.unwrap();
+
+    // The steady client: a cart view every 20 ms, recording what it saw.
+    let stop = Arc::new(AtomicBool::new(false));
+    let browsing = {
+        let (stop, shopper, url) = (stop.clone(), shopper.clone(), cluster.url.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut seen = Vec::new();
+            let started = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                let cookie = shopper.cookie_header().unwrap_or_default();
+                let at = started.elapsed();
+                match client
+                    .get(format!("{url}/cart"))
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        let retry_after = response.headers().contains_key("retry-after");
+                        seen.push((at, Some(response.status()), retry_after));
+                    }
+                    Err(_) => seen.push((at, None, false)),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.freeze(true).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    server.freeze(false).await;
+    let back = std::time::Instant::now();
+    let mut recovered = None;
+    while back.elapsed() < Duration::from_secs(15) {
+        if shopper
+            .get("/readyz")
+            .await
+            .is_ok_and(|seen| seen.status == StatusCode::OK)
+            && shopper
+                .get("/cart")
+                .await
+                .is_ok_and(|seen| seen.status == StatusCode::OK)
+        {
+            recovered = Some(back.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = browsing.await.unwrap();
+
+    let ok = seen
+        .iter()
+        .filter(|(_, s, _)| *s == Some(StatusCode::OK))
+        .count();
+    let unavailable: Vec<_> = seen
+        .iter()
+        .filter(|(_, s, _)| *s == Some(StatusCode::SERVICE_UNAVAILABLE))
+        .collect();
+    let other: Vec<_> = seen
+        .iter()
+        .filter(|(_, s, _)| {
+            !matches!(
+                *s,
+                Some(StatusCode::OK) | Some(StatusCode::SERVICE_UNAVAILABLE)
+            )
+        })
+        .collect();
+    let recovered = recovered.expect("the shop recovers within 15 seconds");
+    println!(
+        "{kind}: {} requests, {ok} × 200, {} × 503, {} other; recovered {} ms after the store came back",
+        seen.len(),
+        unavailable.len(),
+        other.len(),
+        recovered.as_millis()
+    );
+    assert!(other.is_empty(), "only 200 and 503 answers: {other:?}");
+    assert!(!unavailable.is_empty(), "the outage was seen");
+    assert!(
+        unavailable.iter().all(|(_, _, retry_after)| *retry_after),
+        "every 503 says Retry-After"
+    );
+    assert!(
+        recovered < Duration::from_secs(5),
+        "recovery took {recovered:?}"
+    );
+    for replica in &cluster.replicas {
+        let alive = reqwest::get(format!("http://127.0.0.1:{}/healthz", replica.port)).await;
+        assert!(
+            alive.is_ok_and(|r| r.status().is_success()),
+            "{} is still running",
+            replica.name
+        );
+    }
+    let (user, cart_after, _) = shopper.look().await.unwrap();
+    assert!(user.is_some(), "still logged in after the outage");
+    assert_eq!(
+        cart_after, cart_before,
+        "no cart line from before the outage is lost"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_outage_under_load_gives_503s_and_loses_nothing() {
+    an_outage_under_load_gives_503s_and_loses_nothing("redis").await;
+}
+
+#[cfg(feature = "memcached")]
+#[tokio::test]
+async fn memcached_outage_under_load_gives_503s_and_loses_nothing() {
+    an_outage_under_load_gives_503s_and_loses_nothing("memcached").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_outage_under_load_gives_503s_and_loses_nothing() {
+    an_outage_under_load_gives_503s_and_loses_nothing("postgres").await;
 }
