@@ -72,3 +72,11 @@ ensure_nginx() {
   # The Debian package starts a system nginx on port 80; the tests do not need it.
   (service nginx stop || nginx -s stop) >/dev/null 2>&1 || true
 }
+
+# The browser tests drive Debian's Chromium through its chromedriver.
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  apt_install chromium chromium-driver
+}

@@ -1,6 +1,7 @@
 //! The shop over HTTP, against real stores. One binary, so the crate is linked once.
 
 mod auth;
+mod browser;
 mod cart;
 mod catalog;
 mod checkout;
