@@ -113,7 +113,11 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
         .click()
         .await
         .unwrap();
-    browser.wait_for_find(Locator::Css(".user")).await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css(".user"))
+        .await
+        .unwrap();
     assert_eq!(
         signed_in_as(&browser.source().await.unwrap()),
         Some(email.clone())
@@ -133,7 +137,8 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
         .await
         .unwrap();
     browser
-        .wait_for_find(Locator::Css("td.grand-total"))
+        .wait()
+        .for_element(Locator::Css("td.grand-total"))
         .await
         .unwrap();
     assert_eq!(cart_lines(&browser.source().await.unwrap()), vec![(1, 1)]);
@@ -146,7 +151,11 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
         .click()
         .await
         .unwrap();
-    browser.wait_for_find(Locator::Css("h1")).await.unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("h1"))
+        .await
+        .unwrap();
     let order = browser.source().await.unwrap();
     assert!(
         order.contains("Thank you! Order #"),
@@ -186,7 +195,8 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
         .await
         .unwrap();
     browser
-        .wait_for_find(Locator::Css("td.grand-total"))
+        .wait()
+        .for_element(Locator::Css("td.grand-total"))
         .await
         .unwrap();
     let served_by = browser
@@ -199,7 +209,8 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
     cluster.kill(&served_by).await.unwrap();
     browser.refresh().await.unwrap();
     browser
-        .wait_for_find(Locator::Css("footer .instance"))
+        .wait()
+        .for_element(Locator::Css("footer .instance"))
         .await
         .unwrap();
     let page = browser.source().await.unwrap();
