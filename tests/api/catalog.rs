@@ -95,18 +95,38 @@ async fn health_and_readiness_answer() {
 #[tokio::test]
 async fn pages_carry_security_headers() {
     let app = spawn_app().await;
-    let response = app.client.get(app.url("/")).send().await.unwrap();
-    let headers = response.headers();
-    assert!(
-        headers["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("frame-ancestors 'none'")
-    );
-    assert_eq!(headers["x-content-type-options"], "nosniff");
-    let cookie = headers["set-cookie"].to_str().unwrap();
+    for path in ["/", "/missing", "/healthz"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'none'"),
+            "no scripts at all, inline or not: {path}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+    }
+    let newcomer = crate::helpers::spawn_client(&app);
+    let response = newcomer.client.get(app.url("/")).send().await.unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("HttpOnly"));
     assert!(cookie.contains("SameSite=Lax"));
+    assert!(!cookie.contains("Secure"), "plain HTTP in development");
+}
+
+#[tokio::test]
+async fn production_cookies_are_secure() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.insert("APP_ENV".into(), "production".into());
+    })
+    .await;
+    let response = app.client.get(app.url("/")).send().await.unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
 }
 
 #[tokio::test]
