@@ -111,16 +111,21 @@ pub async fn change_cart(
     if let Some(key) = state.session_key(req) {
         let applied = state
             .store
-            .modify(&key, &state.session_ttl, |stored| {
-                let mut cart = cart_in(stored);
-                let text = change(&mut cart)?;
-                let flash = Flash {
-                    kind: FlashKind::Info,
-                    text,
-                };
-                put_cart_and_flash(stored, &cart, &flash)
-                    .map_err(|err| ShopError::Unexpected(err.into()))
-            })
+            .modify(
+                &key,
+                &state.session_ttl,
+                session.read_at_start(),
+                |stored| {
+                    let mut cart = cart_in(stored);
+                    let text = change(&mut cart)?;
+                    let flash = Flash {
+                        kind: FlashKind::Info,
+                        text,
+                    };
+                    put_cart_and_flash(stored, &cart, &flash)
+                        .map_err(|err| ShopError::Unexpected(err.into()))
+                },
+            )
             .await;
         match applied {
             Ok(Some(())) => return Ok(()),

@@ -317,22 +317,30 @@ impl Store {
     /// write only if nobody wrote in between, else read again and replay the change, a bounded
     /// number of times. So two requests of one shopper (two tabs, two replicas, a double click)
     /// never lose each other's change. `None` when no live session has the key.
+    ///
+    /// `already_read` is what this request read at its start, if anything: the first try
+    /// starts from it, so an uncontended change costs one compare-and-set and no extra read.
     pub async fn modify<T, E>(
         &self,
         key: &str,
         ttl: &Duration,
+        already_read: Option<Vec<u8>>,
         mut change: impl FnMut(&mut State) -> Result<T, E>,
     ) -> Result<Option<T>, ModifyError<E>> {
         let Ok(session_key) = SessionKey::try_from(key.to_owned()) else {
             return Ok(None);
         };
+        let mut already_read = already_read;
         for attempt in 1..=MODIFY_ATTEMPTS {
-            let raw = self
-                .measured(Operation::Load, async {
-                    dispatch!(self, store => store.get(key).await)
-                })
-                .await
-                .map_err(ModifyError::Store)?;
+            let raw = match already_read.take() {
+                Some(raw) => Some(raw),
+                None => self
+                    .measured(Operation::Load, async {
+                        dispatch!(self, store => store.get(key).await)
+                    })
+                    .await
+                    .map_err(ModifyError::Store)?,
+            };
             let Some(raw) = raw else { return Ok(None) };
             let Ok(mut state) = decode(&session_key, &raw) else {
                 return Ok(None);

@@ -138,6 +138,14 @@ impl ShopSession {
         self.session.contains_key(super::LOADED)
     }
 
+    /// The bytes this session was read from at the start of the request, if it was stored.
+    pub fn read_at_start(&self) -> Option<Vec<u8>> {
+        self.session
+            .entries()
+            .get(super::LOADED)
+            .map(|raw| raw.clone().into_bytes())
+    }
+
     pub fn cart(&self) -> Cart {
         self.get(CART).unwrap_or_default()
     }

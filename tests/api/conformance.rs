@@ -207,7 +207,7 @@ async fn concurrent_modifies_all_apply(backend: &str) {
         let (store, key) = (store.clone(), key.as_ref().to_owned());
         tasks.spawn(async move {
             store
-                .modify(&key, &TTL, |state| {
+                .modify(&key, &TTL, None, |state| {
                     let n: u32 = state["count"].parse().unwrap();
                     state.insert("count".into(), (n + 1).to_string());
                     Ok::<_, std::convert::Infallible>(())
@@ -232,7 +232,9 @@ async fn modify_of_a_missing_session_changes_nothing(backend: &str) {
     let store = store(backend).await;
     let missing = "1".repeat(64);
     let result = store
-        .modify(&missing, &TTL, |_| Ok::<_, std::convert::Infallible>(()))
+        .modify(&missing, &TTL, None, |_| {
+            Ok::<_, std::convert::Infallible>(())
+        })
         .await
         .unwrap();
     assert!(result.is_none());
