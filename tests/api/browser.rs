@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use shop::lab::cluster::{Balancing, Cluster, ClusterConfig};
 use shop::lab::shopper::{cart_lines, signed_in_as};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{test_settings, unique_email};
+use crate::helpers::{round_robin_cluster, test_settings, unique_email};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -43,6 +42,33 @@ async fn chromedriver() -> (Child, u16) {
     panic!("chromedriver did not answer within 10 seconds");
 }
 
+async fn click(browser: &Client, css: &str) {
+    let element = browser.find(Locator::Css(css)).await.unwrap();
+    element.click().await.unwrap();
+}
+
+async fn type_into(browser: &Client, id: &str, text: &str) {
+    let field = browser.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// Waits for the page that shows `css`, and returns its HTML.
+async fn page_with(browser: &Client, css: &str) -> String {
+    browser.wait().for_element(Locator::Css(css)).await.unwrap();
+    browser.source().await.unwrap()
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn screenshot_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/output"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -51,22 +77,8 @@ fn screenshot_dir() -> PathBuf {
 
 #[tokio::test]
 async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_served_them() {
-    let (mut env, _data) = test_settings().await;
-    for variable in ["PORT", "HOST", "INSTANCE_NAME"] {
-        env.remove(variable);
-    }
-    let work = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(ClusterConfig {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_shop")),
-        args: Vec::new(),
-        replicas: 3,
-        balancing: Balancing::RoundRobin,
-        env,
-        work_dir: work.path().to_owned(),
-        nginx_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx")),
-    })
-    .await
-    .unwrap();
+    let (settings, _data) = test_settings().await;
+    let (mut cluster, _work) = round_robin_cluster(settings).await;
     let (_driver, port) = chromedriver().await;
     let profile = tempfile::tempdir().unwrap();
     let mut capabilities = serde_json::Map::new();
@@ -88,75 +100,26 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
         .await
         .expect("a browser session");
     let shots = screenshot_dir();
+    let shoot = |name: &'static str, png: Vec<u8>| std::fs::write(shots.join(name), png).unwrap();
     let url = cluster.url.clone();
     let email = unique_email("browser");
 
     browser.goto(&format!("{url}/register")).await.unwrap();
-    browser
-        .find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys(&email)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("a browser password")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css(".user"))
-        .await
-        .unwrap();
-    assert_eq!(
-        signed_in_as(&browser.source().await.unwrap()),
-        Some(email.clone())
-    );
-    std::fs::write(
-        shots.join("catalog.png"),
-        browser.screenshot().await.unwrap(),
-    )
-    .unwrap();
+    type_into(&browser, "email", &email).await;
+    type_into(&browser, "password", "a browser password").await;
+    click(&browser, "main form button[type=submit]").await;
+    let catalog = page_with(&browser, ".user").await;
+    assert_eq!(signed_in_as(&catalog), Some(email.clone()));
+    shoot("catalog.png", browser.screenshot().await.unwrap());
 
     // Add the first product by clicking its button; the cart page follows.
-    browser
-        .find(Locator::Css("form[action='/cart/items'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("td.grand-total"))
-        .await
-        .unwrap();
-    assert_eq!(cart_lines(&browser.source().await.unwrap()), vec![(1, 1)]);
-    std::fs::write(shots.join("cart.png"), browser.screenshot().await.unwrap()).unwrap();
+    click(&browser, "form[action='/cart/items'] button").await;
+    let cart = page_with(&browser, "td.grand-total").await;
+    assert_eq!(cart_lines(&cart), vec![(1, 1)]);
+    shoot("cart.png", browser.screenshot().await.unwrap());
 
-    browser
-        .find(Locator::Css("form[action='/checkout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("h1"))
-        .await
-        .unwrap();
-    let order = browser.source().await.unwrap();
+    click(&browser, "form[action='/checkout'] button").await;
+    let order = page_with(&browser, "h1").await;
     assert!(
         order.contains("Thank you! Order #"),
         "the order page thanks the shopper"
@@ -169,58 +132,18 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
             .path()
             .starts_with("/orders/")
     );
-    std::fs::write(shots.join("order.png"), browser.screenshot().await.unwrap()).unwrap();
+    shoot("order.png", browser.screenshot().await.unwrap());
 
     // Fill the cart again, see which replica served the page, kill it, reload.
     browser.goto(&format!("{url}/products/4")).await.unwrap();
-    browser
-        .find(Locator::Id("quantity"))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("quantity"))
-        .await
-        .unwrap()
-        .send_keys("3")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("main form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("td.grand-total"))
-        .await
-        .unwrap();
-    let served_by = browser
-        .find(Locator::Css("footer .instance"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    type_into(&browser, "quantity", "3").await;
+    click(&browser, "main form button[type=submit]").await;
+    page_with(&browser, "td.grand-total").await;
+    let served_by = text_of(&browser, "footer .instance").await;
     cluster.kill(&served_by).await.unwrap();
     browser.refresh().await.unwrap();
-    browser
-        .wait()
-        .for_element(Locator::Css("footer .instance"))
-        .await
-        .unwrap();
-    let page = browser.source().await.unwrap();
-    let now_served_by = browser
-        .find(Locator::Css("footer .instance"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_with(&browser, "footer .instance").await;
+    let now_served_by = text_of(&browser, "footer .instance").await;
     assert_ne!(
         now_served_by, served_by,
         "another replica served the reload"

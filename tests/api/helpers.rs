@@ -343,3 +343,26 @@ pub use shop::lab::shopper::{cart_lines, signed_in_as};
 pub fn unique_email(who: &str) -> String {
     format!("{who}-{}@example.com", uuid_like())
 }
+
+/// Three real shop processes on `settings` behind a real nginx with round-robin.conf, on
+/// loopback; everything stops when the returned values are dropped.
+pub async fn round_robin_cluster(
+    mut settings: HashMap<String, String>,
+) -> (shop::lab::Cluster, TempDir) {
+    for variable in ["PORT", "HOST", "INSTANCE_NAME"] {
+        settings.remove(variable);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let cluster = shop::lab::Cluster::start(shop::lab::ClusterConfig {
+        program: std::path::PathBuf::from(env!("CARGO_BIN_EXE_shop")),
+        args: Vec::new(),
+        replicas: 3,
+        balancing: shop::lab::Balancing::RoundRobin,
+        env: settings,
+        work_dir: work.path().to_owned(),
+        nginx_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx").into(),
+    })
+    .await
+    .expect("the cluster starts");
+    (cluster, work)
+}

@@ -2,39 +2,19 @@
 //! acknowledged cart change is kept, and a logout wins over slower cart requests in flight.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use reqwest::StatusCode;
-use shop::lab::cluster::{Balancing, Cluster, ClusterConfig};
+use shop::lab::Cluster;
 use shop::lab::shopper::Shopper;
 
-use crate::helpers::{test_settings_for, unique_email};
+use crate::helpers::{round_robin_cluster, test_settings_for, unique_email};
 
 const PASSWORD: &str = "lost-updates-1";
 
-async fn cluster(
-    backend: &str,
-) -> (
-    Cluster,
-    tempfile::TempDir,
-    std::sync::Arc<tempfile::TempDir>,
-) {
-    let (mut env, data) = test_settings_for(backend).await;
-    for variable in ["PORT", "HOST", "INSTANCE_NAME"] {
-        env.remove(variable);
-    }
-    let work = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(ClusterConfig {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_shop")),
-        args: Vec::new(),
-        replicas: 3,
-        balancing: Balancing::RoundRobin,
-        env,
-        work_dir: work.path().to_owned(),
-        nginx_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx")),
-    })
-    .await
-    .expect("the cluster starts");
+async fn cluster(backend: &str) -> (Cluster, tempfile::TempDir, Arc<tempfile::TempDir>) {
+    let (settings, data) = test_settings_for(backend).await;
+    let (cluster, work) = round_robin_cluster(settings).await;
     (cluster, work, data)
 }
 

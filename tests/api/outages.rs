@@ -352,29 +352,14 @@ async fn losing_one_of_three_memcached_servers_logs_out_only_its_sessions() {
 /// seconds: only 503s with Retry-After meanwhile (no 500, no panic, no replica exits), full
 /// recovery within seconds, and the cart from before the outage intact.
 async fn an_outage_under_load_gives_503s_and_loses_nothing(kind: &'static str) {
-    use shop::lab::cluster::{Balancing, Cluster, ClusterConfig};
     use shop::lab::shopper::Shopper;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let mut server = StoreProcess::start(kind).await;
-    let (mut env, _data) = crate::helpers::test_settings_for(kind).await;
-    server.configure(&mut env);
-    for variable in ["PORT", "HOST", "INSTANCE_NAME"] {
-        env.remove(variable);
-    }
-    let work = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(ClusterConfig {
-        program: std::path::PathBuf::from(env!("CARGO_BIN_EXE_shop")),
-        args: Vec::new(),
-        replicas: 3,
-        balancing: Balancing::RoundRobin,
-        env,
-        work_dir: work.path().to_owned(),
-        nginx_dir: std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx")),
-    })
-    .await
-    .unwrap();
+    let (mut settings, _data) = crate::helpers::test_settings_for(kind).await;
+    server.configure(&mut settings);
+    let (cluster, _work) = crate::helpers::round_robin_cluster(settings).await;
     let shopper = Shopper::new(&cluster.url, &unique_email("steady"), None).unwrap();
     assert!(shopper.register("steady-password").await.unwrap().0);
     for product in [1, 4, 7] {
