@@ -50,7 +50,21 @@ pub fn key_prefix(key: &SessionKey) -> &str {
     &key[..key.len().min(8)]
 }
 
-/// Seconds since the epoch, the unit of every `expires_at`.
+/// Milliseconds since the epoch, the unit of `expires_at` in the stores that keep it themselves
+/// (SQL, memory): whole seconds made a one-second TTL expire at once when it was set just
+/// before a second turned.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A TTL in milliseconds.
+pub fn millis(ttl: &actix_web::cookie::time::Duration) -> i64 {
+    i64::try_from(ttl.whole_milliseconds()).unwrap_or(i64::MAX)
+}
+
+/// Seconds since the epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::cookie::time::Duration;
 
-use super::codec::now;
+use super::codec::{millis, now_millis};
 
 type Entries = HashMap<String, (String, i64)>;
 
@@ -27,7 +27,7 @@ impl MemoryStore {
 
     /// The live entry under `key`, if any.
     fn live(&self, key: &str) -> Option<(String, i64)> {
-        let now = now();
+        let now = now_millis();
         self.with_map(|map| map.get(key).filter(|(_, exp)| *exp > now).cloned())
     }
 
@@ -45,14 +45,11 @@ impl MemoryStore {
 
     /// Stores encoded state under `key` unless a live session has it.
     pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
-        let now = now();
+        let now = now_millis();
         Ok(self.with_map(|map| match map.get(key) {
             Some((_, expires_at)) if *expires_at > now => false,
             _ => {
-                map.insert(
-                    key.to_owned(),
-                    (state.to_owned(), now + ttl.whole_seconds()),
-                );
+                map.insert(key.to_owned(), (state.to_owned(), now + millis(ttl)));
                 true
             }
         }))
@@ -60,10 +57,10 @@ impl MemoryStore {
 
     /// Rewrites a live entry only.
     pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
-        let now = now();
+        let now = now_millis();
         self.with_map(|map| {
             if let Some(entry) = map.get_mut(key).filter(|(_, exp)| *exp > now) {
-                *entry = (state.to_owned(), now + ttl.whole_seconds());
+                *entry = (state.to_owned(), now + millis(ttl));
             }
         });
         Ok(())
@@ -77,10 +74,10 @@ impl MemoryStore {
         state: &str,
         ttl: &Duration,
     ) -> anyhow::Result<bool> {
-        let now = now();
+        let now = now_millis();
         Ok(self.with_map(|map| match map.get_mut(key) {
             Some(entry) if entry.1 > now && entry.0.as_bytes() == expected => {
-                *entry = (state.to_owned(), now + ttl.whole_seconds());
+                *entry = (state.to_owned(), now + millis(ttl));
                 true
             }
             _ => false,
@@ -88,10 +85,10 @@ impl MemoryStore {
     }
 
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
-        let now = now();
+        let now = now_millis();
         self.with_map(|map| {
             if let Some(entry) = map.get_mut(key).filter(|(_, exp)| *exp > now) {
-                entry.1 = now + ttl.whole_seconds();
+                entry.1 = now + millis(ttl);
             }
         });
         Ok(())
@@ -105,11 +102,11 @@ impl MemoryStore {
     /// The state as stored and the seconds it has left.
     pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
         let entry = self.with_map(|map| map.get(key).cloned());
-        Ok(entry.map(|(state, expires_at)| (state, expires_at - now())))
+        Ok(entry.map(|(state, expires_at)| (state, (expires_at - now_millis()) / 1000)))
     }
 
     pub fn reap_expired(&self) -> u64 {
-        let now = now();
+        let now = now_millis();
         self.with_map(|map| {
             let before = map.len();
             map.retain(|_, (_, expires_at)| *expires_at > now);

@@ -10,7 +10,7 @@ use actix_web::cookie::time::Duration;
 use anyhow::Context;
 use sqlx::AnyPool;
 
-use super::codec::now;
+use super::codec::{millis, now_millis};
 
 /// Rows deleted by one reaper statement, so it never holds locks for long.
 const REAP_BATCH: i64 = 1000;
@@ -18,6 +18,7 @@ const REAP_BATCH: i64 = 1000;
 /// The advisory lock the PostgreSQL reaper and schema set-up hold (an arbitrary constant).
 pub(super) const PG_LOCK: i64 = 0x5e55_1075;
 
+/// `expires_at` is in milliseconds since the epoch.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS sessions (
         key TEXT PRIMARY KEY NOT NULL,
         state TEXT NOT NULL,
@@ -79,7 +80,7 @@ impl SqlStore {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT state FROM sessions WHERE key = $1 AND expires_at > $2")
                 .bind(key)
-                .bind(now())
+                .bind(now_millis())
                 .fetch_optional(&self.pool)
                 .await
                 .context("could not load a session")?;
@@ -88,7 +89,7 @@ impl SqlStore {
 
     /// Stores state under `key` only if no live session has it; an expired row may be replaced.
     pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
-        let now = now();
+        let now = now_millis();
         let inserted = sqlx::query(
             "INSERT INTO sessions (key, state, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET state = excluded.state, expires_at = excluded.expires_at
@@ -96,7 +97,7 @@ impl SqlStore {
         )
         .bind(key)
         .bind(state)
-        .bind(now + ttl.whole_seconds())
+        .bind(now + millis(ttl))
         .bind(now)
         .execute(&self.pool)
         .await
@@ -106,13 +107,13 @@ impl SqlStore {
 
     /// Rewrites a live row only: a session deleted (logout) or expired meanwhile stays gone.
     pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
-        let now = now();
+        let now = now_millis();
         sqlx::query(
             "UPDATE sessions SET state = $2, expires_at = $3 WHERE key = $1 AND expires_at > $4",
         )
         .bind(key)
         .bind(state)
-        .bind(now + ttl.whole_seconds())
+        .bind(now + millis(ttl))
         .bind(now)
         .execute(&self.pool)
         .await
@@ -131,7 +132,7 @@ impl SqlStore {
         let Ok(expected) = std::str::from_utf8(expected) else {
             return Ok(false);
         };
-        let now = now();
+        let now = now_millis();
         let swapped = sqlx::query(
             "UPDATE sessions SET state = $3, expires_at = $4
              WHERE key = $1 AND state = $2 AND expires_at > $5",
@@ -139,7 +140,7 @@ impl SqlStore {
         .bind(key)
         .bind(expected)
         .bind(state)
-        .bind(now + ttl.whole_seconds())
+        .bind(now + millis(ttl))
         .bind(now)
         .execute(&self.pool)
         .await
@@ -148,10 +149,10 @@ impl SqlStore {
     }
 
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
-        let now = now();
+        let now = now_millis();
         sqlx::query("UPDATE sessions SET expires_at = $2 WHERE key = $1 AND expires_at > $3")
             .bind(key)
-            .bind(now + ttl.whole_seconds())
+            .bind(now + millis(ttl))
             .bind(now)
             .execute(&self.pool)
             .await
@@ -187,7 +188,7 @@ impl SqlStore {
                 "DELETE FROM sessions WHERE key IN
                    (SELECT key FROM sessions WHERE expires_at <= $1 LIMIT $2)",
             )
-            .bind(now())
+            .bind(now_millis())
             .bind(REAP_BATCH)
             .execute(&mut *tx)
             .await
@@ -208,6 +209,6 @@ impl SqlStore {
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|(state, expires_at)| (state, expires_at - now())))
+        Ok(row.map(|(state, expires_at)| (state, (expires_at - now_millis()) / 1000)))
     }
 }

@@ -98,11 +98,11 @@ async fn expired_state_never_loads_and_is_not_revived(backend: &str) {
     let store = store(backend).await;
     let state = HashMap::from([("user".into(), "1".into())]);
     let key = store
-        .save(state.clone(), &Duration::seconds(1))
+        .save(state.clone(), &Duration::seconds(2))
         .await
         .unwrap();
     assert_eq!(loaded(&store, &key).await, Some(state.clone()));
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert_eq!(loaded(&store, &key).await, None);
     let again = self::key(key.as_ref());
     let returned = store.update(again, state, &TTL).await.unwrap();

@@ -63,7 +63,7 @@ async fn postgres_holds_the_state_with_an_expiry() {
         .await
         .unwrap();
     let (state, ttl): (String, i64) = sqlx::query_as(
-        "SELECT state, expires_at - extract(epoch FROM now())::bigint FROM sessions WHERE key = $1",
+        "SELECT state, expires_at / 1000 - extract(epoch FROM now())::bigint FROM sessions WHERE key = $1",
     )
     .bind(&key)
     .fetch_one(&pool)
