@@ -309,7 +309,7 @@ async fn snapshot(app: &TestApp, pool: &AnyPool, key: &str) -> (Option<String>, 
         .unwrap()
         .map(|(state, _)| state);
     let counts: (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM orders), (SELECT SUM(stock) FROM products)",
+        "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM orders), (SELECT CAST(SUM(stock) AS BIGINT) FROM products)",
     )
     .fetch_one(pool)
     .await
