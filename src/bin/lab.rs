@@ -117,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         // A replica: the lab runs copies of itself as the shop.
         return shop::startup::serve_from_env().await;
     }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = parse_args(raw)?;
     if let Err(err) = shop::lab::cluster::find_nginx() {
         eprintln!("{err}");
