@@ -18,41 +18,69 @@ async fn cluster(backend: &str) -> (Cluster, tempfile::TempDir, Arc<tempfile::Te
     (cluster, work, data)
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+/// One browser tab of a signed-in shopper: their cookie and CSRF token, sending requests
+/// without following redirects, as many at once as a test likes.
+#[derive(Clone)]
+struct Tab {
+    client: reqwest::Client,
+    url: String,
+    cookie: String,
+    token: String,
+}
+
+impl Tab {
+    async fn of(shopper: &Shopper, url: &str) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            url: url.to_owned(),
+            cookie: shopper.cookie_header().unwrap(),
+            token: shopper.csrf_token().await.unwrap(),
+        }
+    }
+
+    /// Posts a form with the tab's cookie and CSRF token.
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut form = fields.to_vec();
+        form.push(("csrf_token", &self.token));
+        self.client
+            .post(format!("{}{path}", self.url))
+            .header("cookie", &self.cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.url);
+        self.client
+            .get(url)
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 async fn fifty_concurrent_adds_are_all_kept(backend: &str) {
     let (cluster, _work, _data) = cluster(backend).await;
     let shopper = Shopper::new(&cluster.url, &unique_email("tabs"), None).unwrap();
     assert!(shopper.register(PASSWORD).await.unwrap().0);
-    let cookie = shopper.cookie_header().unwrap();
-    let token = shopper.csrf_token().await.unwrap();
-    let client = client();
+    let tab = Tab::of(&shopper, &cluster.url).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let product = rand::random_range(1..=12_i64);
-        let (client, url, cookie, token) = (
-            client.clone(),
-            cluster.url.clone(),
-            cookie.clone(),
-            token.clone(),
-        );
+        let tab = tab.clone();
         tasks.spawn(async move {
-            let response = client
-                .post(format!("{url}/cart/items"))
-                .header("cookie", cookie)
-                .form(&[
-                    ("product_id", product.to_string()),
-                    ("quantity", "1".into()),
-                    ("csrf_token", token),
-                ])
-                .send()
-                .await
-                .unwrap();
+            let fields = [
+                ("product_id", product.to_string()),
+                ("quantity", "1".into()),
+            ];
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let response = tab.post("/cart/items", &fields).await;
             let served_by = response.headers()["x-served-by"]
                 .to_str()
                 .unwrap()
@@ -94,42 +122,18 @@ async fn a_logout_wins_over_cart_requests_in_flight(backend: &str) {
     let shopper = Shopper::new(&cluster.url, &unique_email("race"), None).unwrap();
     assert!(shopper.register(PASSWORD).await.unwrap().0);
     shopper.add(1, 1).await.unwrap();
-    let cookie = shopper.cookie_header().unwrap();
-    let token = shopper.csrf_token().await.unwrap();
-    let client = client();
+    let tab = Tab::of(&shopper, &cluster.url).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..20 {
-        let (client, url, cookie, token) = (
-            client.clone(),
-            cluster.url.clone(),
-            cookie.clone(),
-            token.clone(),
-        );
+        let tab = tab.clone();
         tasks.spawn(async move {
-            if i == 10 {
-                let form = [("csrf_token", token)];
-                return client
-                    .post(format!("{url}/logout"))
-                    .header("cookie", cookie)
-                    .form(&form)
-                    .send()
+            let response = if i == 10 {
+                tab.post("/logout", &[]).await
+            } else {
+                tab.post("/cart/items", &[("product_id", "2"), ("quantity", "1")])
                     .await
-                    .unwrap()
-                    .status();
-            }
-            let form = [
-                ("product_id", "2".to_owned()),
-                ("quantity", "1".to_owned()),
-                ("csrf_token", token),
-            ];
-            client
-                .post(format!("{url}/cart/items"))
-                .header("cookie", cookie)
-                .form(&form)
-                .send()
-                .await
-                .unwrap()
-                .status()
+            };
+            response.status()
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -145,12 +149,7 @@ async fn a_logout_wins_over_cart_requests_in_flight(backend: &str) {
         );
     }
     // The old cookie, replayed after everything settled: a guest with an empty cart.
-    let page = client
-        .get(format!("{}/cart", cluster.url))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let page = tab.get("/cart").await;
     let body = page.text().await.unwrap();
     assert_eq!(
         shop::lab::shopper::signed_in_as(&body),
