@@ -53,7 +53,8 @@ async fn type_into(browser: &Client, id: &str, text: &str) {
     field.send_keys(text).await.unwrap();
 }
 
-/// Waits for the page that shows `css`, and returns its HTML.
+/// Waits for the page that shows `css`, and returns its HTML. After a click, `css` must be
+/// something only the next page has: the page being left is still there until it loads.
 async fn page_with(browser: &Client, css: &str) -> String {
     browser.wait().for_element(Locator::Css(css)).await.unwrap();
     browser.source().await.unwrap()
@@ -119,7 +120,7 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
     shoot("cart.png", browser.screenshot().await.unwrap());
 
     click(&browser, "form[action='/checkout'] button").await;
-    let order = page_with(&browser, "h1").await;
+    let order = page_with(&browser, "#order-title").await;
     assert!(
         order.contains("Thank you! Order #"),
         "the order page thanks the shopper"
