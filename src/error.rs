@@ -28,6 +28,9 @@ pub enum ShopError {
     SessionEnded,
     #[error("no such page")]
     NotFound,
+    /// The page exists but does not take this method; `Allow` names the ones it takes.
+    #[error("the page does not take this method")]
+    MethodNotAllowed,
     #[error("the request body is larger than the shop accepts")]
     TooLarge,
     #[error("the request body is not a form")]
@@ -100,6 +103,7 @@ impl ResponseError for ShopError {
             ShopError::LoginRequired => StatusCode::SEE_OTHER,
             ShopError::Conflict | ShopError::SessionEnded => StatusCode::CONFLICT,
             ShopError::NotFound => StatusCode::NOT_FOUND,
+            ShopError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ShopError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ShopError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ShopError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

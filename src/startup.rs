@@ -4,14 +4,15 @@ use std::net::TcpListener;
 use std::time::Duration as StdDuration;
 
 use actix_session::SessionMiddleware;
-use actix_session::config::PersistentSession;
+use actix_session::config::{PersistentSession, TtlExtensionPolicy};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{Key, SameSite, time::Duration};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::middleware::{Logger, Next, from_fn};
+use actix_web::middleware::{DefaultHeaders, Logger, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use askama::Template;
@@ -20,14 +21,18 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
 use crate::metrics::{Metrics, metrics};
-use crate::routes::{Layout, auth, cart, catalog, checkout, health, inspector, orders};
-use crate::session::{Backend, Store};
+use crate::routes::{Layout, account, auth, cart, catalog, checkout, health, inspector, orders};
+use crate::session::{Backend, Store, csrf, end_expired_sign_in};
 
 /// The name of the cookie that carries the encrypted session key.
 pub const SESSION_COOKIE: &str = "shop_session";
 
 /// Largest form body accepted; the biggest real form is well under 1 KiB.
 const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// How long browsers and proxies may keep a static asset before asking again (with its
+/// `ETag`/`Last-Modified`, which answers 304 while it is unchanged).
+const STATIC_CACHE_CONTROL: &str = "public, max-age=86400";
 
 /// How often expired sessions are swept from stores that do not expire them on their own.
 const REAP_EVERY: StdDuration = StdDuration::from_secs(60);
@@ -45,6 +50,8 @@ pub struct AppState {
     pub session_ttl: Duration,
     /// How long a sign-in lasts at most, however active (`SESSION_MAX_LOGIN_SECONDS`).
     pub max_login_seconds: i64,
+    /// Whether cookies are sent only over HTTPS (`COOKIE_SECURE`).
+    pub cookie_secure: bool,
 }
 
 impl AppState {
@@ -111,6 +118,7 @@ impl Application {
             metrics: Metrics::new(&store)?,
             session_ttl: Duration::seconds(config.session.ttl_seconds),
             max_login_seconds: config.session.max_login_seconds,
+            cookie_secure: config.session.cookie_secure,
         });
         let server = run(listener, state, &config)?;
         Ok(Self {
@@ -183,19 +191,32 @@ fn run(
             .cookie_secure(cookie_secure)
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
-            .session_lifecycle(PersistentSession::default().session_ttl(ttl))
+            // Every request of a live session slides its idle expiry. The store does it inside
+            // the read (see `Store::read_sliding`); actix-session then sends the cookie again
+            // with a fresh Max-Age.
+            .session_lifecycle(
+                PersistentSession::default()
+                    .session_ttl(ttl)
+                    .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+            )
             .build();
         App::new()
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .wrap(from_fn(finish_response))
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
-            .service(actix_files::Files::new("/static", &static_dir))
+            .service(
+                web::scope("/static")
+                    .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, STATIC_CACHE_CONTROL)))
+                    .service(actix_files::Files::new("", &static_dir)),
+            )
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(metrics))
             .service(
                 web::scope("")
+                    .wrap(from_fn(end_expired_sign_in))
+                    .wrap(from_fn(csrf::issue_cookie))
                     .wrap(sessions)
                     .route("/", web::get().to(catalog::index))
                     .route("/products/{id}", web::get().to(catalog::product))
@@ -217,6 +238,12 @@ fn run(
                     .route("/checkout", web::post().to(checkout::checkout))
                     .route("/orders", web::get().to(orders::list))
                     .route("/orders/{id}", web::get().to(orders::show))
+                    .route("/account/sessions", web::get().to(account::sessions))
+                    .route(
+                        "/account/sessions/end-others",
+                        web::post().to(account::end_others),
+                    )
+                    .route("/account/sessions/{id}/end", web::post().to(account::end))
                     .route("/session", web::get().to(inspector::show)),
             )
             .default_service(web::to(not_found))
@@ -228,8 +255,13 @@ fn run(
     Ok(server.run())
 }
 
-async fn not_found() -> Result<HttpResponse, ShopError> {
-    Err(ShopError::NotFound)
+/// What no route answers: an unknown path is a 404; a known path asked with a method it does
+/// not take (actix-web hands those to the default service too) is a 405.
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ShopError> {
+    match req.match_pattern().as_deref().and_then(allowed_methods) {
+        Some(_) => Err(ShopError::MethodNotAllowed),
+        None => Err(ShopError::NotFound),
+    }
 }
 
 #[derive(Template)]
@@ -261,9 +293,14 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
 /// The request cannot be kept across `next.call` (routing needs it unshared), so the 503 for a
 /// store failure travels as an `InternalError` that carries the finished response.
 async fn finish_response(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // HEAD is GET without the body: routed as GET, and the server sends no body for a HEAD.
+    let method = req.method().clone();
+    if method == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let Some(state) = state else {
         return next
@@ -271,7 +308,7 @@ async fn finish_response(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    let (method, path) = (req.method().clone(), req.path().to_owned());
+    let path = req.path().to_owned();
     let started = std::time::Instant::now();
     let response = match next.call(req).await {
         Ok(response) => response.map_into_boxed_body(),
@@ -320,20 +357,51 @@ async fn finish_response(
     } else {
         response
     };
+    let route = response.request().match_pattern();
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = route.as_deref().and_then(allowed_methods)
+    {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
     add_headers(&state, response.headers_mut());
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
+    let route = route.unwrap_or_else(|| "unmatched".into());
     state
         .metrics
         .observe(&route, method.as_str(), status.as_u16(), started.elapsed());
     Ok(response)
 }
 
+/// The methods each route answers, for the `Allow` header of a 405; kept beside `run`, whose
+/// routes it mirrors (a test sends every route a wrong method and then each allowed one).
+fn allowed_methods(route: &str) -> Option<&'static str> {
+    Some(match route {
+        "/register" | "/login" => "GET, HEAD, POST",
+        "/" | "/products/{id}" | "/cart" | "/orders" | "/orders/{id}" | "/account/sessions"
+        | "/session" | "/healthz" | "/readyz" | "/metrics" => "GET, HEAD",
+        "/logout"
+        | "/cart/items"
+        | "/cart/items/{id}"
+        | "/cart/items/{id}/remove"
+        | "/checkout"
+        | "/account/sessions/end-others"
+        | "/account/sessions/{id}/end" => "POST",
+        _ => return None,
+    })
+}
+
+/// Every response but a static asset is `no-store`: pages carry the shopper's cart, orders and
+/// form tokens, and no shared cache may keep them.
 fn add_headers(state: &AppState, headers: &mut header::HeaderMap) {
     if let Ok(instance) = header::HeaderValue::from_str(&state.instance) {
         headers.insert(header::HeaderName::from_static("x-served-by"), instance);
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
     }
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, header::HeaderValue::from_static(value));

@@ -21,18 +21,7 @@ impl OrderRow {
 
     /// When the order was placed, in UTC, as a person reads it.
     pub fn placed_at(&self) -> String {
-        time::OffsetDateTime::from_unix_timestamp(self.created_at)
-            .map(|t| {
-                format!(
-                    "{}-{:02}-{:02} {:02}:{:02} UTC",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute()
-                )
-            })
-            .unwrap_or_default()
+        crate::domain::utc_minute(self.created_at)
     }
 }
 

@@ -70,6 +70,22 @@ id_type!(ProductId);
 id_type!(OrderId);
 id_type!(UserId);
 
+/// A moment (seconds since the epoch) in UTC to the minute, as a person reads it.
+pub fn utc_minute(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .map(|t| {
+            format!(
+                "{}-{:02}-{:02} {:02}:{:02} UTC",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! One module per page area; `startup` wires them to paths.
 
+pub mod account;
 pub mod auth;
 pub mod cart;
 pub mod catalog;

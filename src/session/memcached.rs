@@ -102,6 +102,32 @@ impl MemcachedStore {
         }
     }
 
+    /// A meta get with the touch flag: the read that also slides the expiry, in the same round
+    /// trip. A missing key stays missing. Server failures are treated as in [`Self::get`].
+    pub async fn get_sliding(&self, key: &str, ttl_: &Duration) -> anyhow::Result<Option<Vec<u8>>> {
+        match self
+            .client
+            .meta()
+            .get(self.key(key))
+            .touch(ttl(ttl_))
+            .send()
+            .await
+        {
+            Ok(read) => Ok(read.value),
+            Err(err) if self.spreads_keys() => {
+                log::warn!(
+                    "The Memcached server of session {} does not answer ({err}); \
+                     treating it as no session.",
+                    &key[..key.len().min(8)]
+                );
+                Ok(None)
+            }
+            Err(err) => {
+                Err(anyhow::Error::new(err).context("could not load a session from Memcached"))
+            }
+        }
+    }
+
     /// `add`: stores state only under a key no session has.
     pub async fn insert_new(
         &self,

@@ -43,6 +43,16 @@ impl MemoryStore {
         Ok(self.live(key).map(|(state, _)| state.into_bytes()))
     }
 
+    /// The live state under `key`, its expiry pushed to now + `ttl`.
+    pub async fn get_sliding(&self, key: &str, ttl: &Duration) -> anyhow::Result<Option<Vec<u8>>> {
+        let now = now_millis();
+        Ok(self.with_map(|map| {
+            let (state, expires_at) = map.get_mut(key).filter(|(_, exp)| *exp > now)?;
+            *expires_at = now + millis(ttl);
+            Some(state.clone().into_bytes())
+        }))
+    }
+
     /// Stores encoded state under `key` unless a live session has it.
     pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
         let now = now_millis();

@@ -7,6 +7,8 @@
 //! state never loads, and corrupt state loads as "no session".
 
 mod codec;
+pub mod csrf;
+mod index;
 #[cfg(feature = "memcached")]
 mod memcached;
 mod memory;
@@ -42,6 +44,7 @@ pub(crate) mod codec_for_tests {
         codec::decode(&codec::new_key(), raw)
     }
 }
+pub use index::LiveSession;
 #[cfg(feature = "memcached")]
 pub use memcached::MemcachedStore;
 pub use memory::MemoryStore;
@@ -49,7 +52,7 @@ pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use shopper::{
     DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, ShopSession, SignedInUser, cart_in,
-    put_cart_and_flash,
+    end_expired_sign_in, put_cart_and_flash, user_in,
 };
 pub use sql::SqlStore;
 pub use stats::{Operation, StoreStats};
@@ -167,6 +170,10 @@ impl fmt::Display for Backend {
 pub struct Store {
     kind: Kind,
     backend: Backend,
+    /// The idle expiry: every read of a live session pushes its expiry this far ahead.
+    ttl: Duration,
+    /// The absolute lifetime of a sign-in, which bounds the user-to-sessions index.
+    max_login_seconds: i64,
     stats: Arc<StoreStats>,
 }
 
@@ -218,6 +225,8 @@ impl Store {
         Ok(Self {
             kind,
             backend: config.backend,
+            ttl: Duration::seconds(config.ttl_seconds),
+            max_login_seconds: config.max_login_seconds,
             stats: Arc::new(StoreStats::new(config.backend)),
         })
     }
@@ -267,6 +276,41 @@ impl Store {
     /// has left; for the tests and the session inspector.
     pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
         dispatch!(self, store => store.raw(key).await)
+    }
+
+    /// Pushes the expiry of the live session under `key` to now + `ttl`, leaving its bytes as
+    /// they are; a deleted or expired session stays gone. Page views do this inside their read
+    /// (see `load`); this is the same slide on its own, for the conformance suite.
+    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
+        dispatch!(self, store => store.touch(key, ttl).await)
+    }
+
+    /// The read of a page view: the state under `key`, its expiry slid to now + TTL in the same
+    /// round trip (Redis `GETEX`, Memcached's meta get with a touch), or, on the SQL stores, by
+    /// a separate write only when less than half the TTL is left (counted as a slide).
+    async fn read_sliding(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let ttl = &self.ttl;
+        let (raw, slide_due) = self
+            .measured(Operation::Load, async {
+                match &self.kind {
+                    Kind::Sql(store) => store.get_sliding(key, ttl).await,
+                    Kind::Memory(store) => {
+                        store.get_sliding(key, ttl).await.map(|raw| (raw, false))
+                    }
+                    #[cfg(feature = "redis")]
+                    Kind::Redis(store) => store.get_sliding(key, ttl).await.map(|raw| (raw, false)),
+                    #[cfg(feature = "memcached")]
+                    Kind::Memcached(store) => {
+                        store.get_sliding(key, ttl).await.map(|raw| (raw, false))
+                    }
+                }
+            })
+            .await?;
+        if slide_due {
+            self.measured(Operation::Slide, self.touch(key, ttl))
+                .await?;
+        }
+        Ok(raw)
     }
 
     /// Whether keys are spread over several servers, so that a new key can avoid a dead one.
@@ -371,33 +415,73 @@ impl Store {
 }
 
 impl Store {
+    /// Applies `change` to the small record under `name` (a counter, a user's sessions index)
+    /// as a compare-and-set: `change` gets the bytes read (none when there is no live record)
+    /// and gives the bytes to write and what to return. Retried while other requests change the
+    /// record in between; the record expires `ttl` after the last change.
+    pub(crate) async fn update_record<T>(
+        &self,
+        name: &str,
+        ttl: &Duration,
+        mut change: impl FnMut(Option<&[u8]>) -> (String, T),
+    ) -> anyhow::Result<T> {
+        for attempt in 1..=MODIFY_ATTEMPTS {
+            let raw = self.read_record(name).await?;
+            let (next, out) = change(raw.as_deref());
+            let swapped = self
+                .measured(Operation::Update, async {
+                    match &raw {
+                        None => dispatch!(self, store => store.insert_new(name, &next, ttl).await),
+                        Some(raw) => dispatch!(self, store => {
+                            store.compare_and_swap(name, raw, &next, ttl).await
+                        }),
+                    }
+                })
+                .await?;
+            if swapped {
+                self.stats.wrote(next.len());
+                return Ok(out);
+            }
+            let pause = rand::random::<u64>() % (1000 << attempt.min(5));
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+        }
+        anyhow::bail!("the record {name} kept changing")
+    }
+
+    /// The bytes of the record under `name`, if it is live.
+    pub(crate) async fn read_record(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.measured(Operation::Load, async {
+            dispatch!(self, store => store.get(name).await)
+        })
+        .await
+    }
+
+    /// What `raw` gives, counted as a read.
+    pub(crate) async fn read_raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+        self.measured(Operation::Load, self.raw(key)).await
+    }
+
+    /// Deletes whatever is stored under `key`.
+    pub(crate) async fn remove_key(&self, key: &str) -> anyhow::Result<()> {
+        self.measured(Operation::Delete, async {
+            dispatch!(self, store => store.remove(key).await)
+        })
+        .await
+    }
+
     /// Counts one more event under `name` (a failed login for an account, say) and returns the
     /// count; the count lives in the store, so every replica sees it, and expires `window` after
     /// the last event.
     pub async fn count(&self, name: &str, window: &Duration) -> anyhow::Result<u32> {
-        for _ in 0..MODIFY_ATTEMPTS {
-            let raw = dispatch!(self, store => store.get(name).await)?;
-            let (next, swapped) = match &raw {
-                None => (
-                    1,
-                    dispatch!(self, store => store.insert_new(name, "1", window).await)?,
-                ),
-                Some(raw) => {
-                    let next = String::from_utf8_lossy(raw)
-                        .parse::<u32>()
-                        .unwrap_or(0)
-                        .saturating_add(1);
-                    let swapped = dispatch!(self, store => {
-                        store.compare_and_swap(name, raw, &next.to_string(), window).await
-                    })?;
-                    (next, swapped)
-                }
-            };
-            if swapped {
-                return Ok(next);
-            }
-        }
-        anyhow::bail!("the counter {name} kept changing")
+        self.update_record(name, window, |raw| {
+            let next = raw
+                .map_or(0, |raw| {
+                    String::from_utf8_lossy(raw).parse::<u32>().unwrap_or(0)
+                })
+                .saturating_add(1);
+            (next.to_string(), next)
+        })
+        .await
     }
 
     /// The current count under `name`; 0 when there is none or it expired.
@@ -421,9 +505,7 @@ const SAVE_ATTEMPTS: usize = 8;
 impl SessionStore for Store {
     async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
         let raw = self
-            .measured(Operation::Load, async {
-                dispatch!(self, store => store.get(key.as_ref()).await)
-            })
+            .read_sliding(key.as_ref())
             .await
             .map_err(LoadError::Other)?;
         let Some(raw) = raw else { return Ok(None) };
@@ -438,6 +520,7 @@ impl SessionStore for Store {
 
     async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         state.remove(LOADED);
+        let signed_in = user_in(&state);
         let state = encode(&state).map_err(SaveError::Serialization)?;
         let mut attempt = 0;
         loop {
@@ -451,6 +534,13 @@ impl SessionStore for Store {
             match inserted {
                 Ok(true) => {
                     self.stats.wrote(state.len());
+                    // A new signed-in session (a login renews the key) joins its user's list,
+                    // so it can be seen and ended from the user's other sessions.
+                    if let Some(user) = &signed_in {
+                        self.index_session(user, key.as_ref())
+                            .await
+                            .map_err(SaveError::Other)?;
+                    }
                     return Ok(key);
                 }
                 Ok(false) => {}
@@ -497,11 +587,12 @@ impl SessionStore for Store {
         Ok(key)
     }
 
-    async fn update_ttl(&self, key: &SessionKey, ttl: &Duration) -> anyhow::Result<()> {
-        self.measured(Operation::UpdateTtl, async {
-            dispatch!(self, store => store.touch(key.as_ref(), ttl).await)
-        })
-        .await
+    /// Nothing to do: the read at the start of this request already slid the expiry (see
+    /// `load`). actix-session calls this after every unchanged request of a live session and
+    /// then sends the cookie again with a fresh `Max-Age`, which is all that is left to do; a
+    /// second round trip here would double the cost of every page view.
+    async fn update_ttl(&self, _key: &SessionKey, _ttl: &Duration) -> anyhow::Result<()> {
+        Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {

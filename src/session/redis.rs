@@ -16,6 +16,7 @@ use anyhow::Context;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::codec::millis;
 use crate::config::redact_url;
 
 #[derive(Clone)]
@@ -105,6 +106,18 @@ impl RedisStore {
         self.connection()
             .await?
             .get(self.key(key))
+            .await
+            .context("could not load a session from Redis")
+    }
+
+    /// `GETEX … PX`: the read that also slides the expiry, in the same round trip. A missing
+    /// key stays missing.
+    pub async fn get_sliding(&self, key: &str, ttl: &Duration) -> anyhow::Result<Option<Vec<u8>>> {
+        redis::cmd("GETEX")
+            .arg(self.key(key))
+            .arg("PX")
+            .arg(millis(ttl).max(1))
+            .query_async(&mut self.connection().await?)
             .await
             .context("could not load a session from Redis")
     }

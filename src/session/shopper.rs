@@ -1,18 +1,24 @@
 //! The typed face of a session: the handlers never touch raw keys or JSON.
 //!
 //! What lives here is small on purpose: the signed-in user's id and email, the cart lines, one
-//! flash message and the CSRF token. Everything else is read from the database when needed.
+//! flash message and the CSRF nonce. Everything else is read from the database when needed.
+//!
+//! Nothing here writes for a visitor who changes nothing: reading the cart, the user or a form
+//! token leaves the session as it was, so a crawler's page views create no stored session.
 
 use std::future::{Ready, ready};
 
-use actix_session::{Session, SessionExt};
-use actix_web::{FromRequest, HttpRequest, dev::Payload};
-use rand::RngCore;
+use actix_session::{Session, SessionExt, SessionStatus};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use subtle::ConstantTimeEq;
 
+use super::csrf;
 use crate::domain::{Cart, UserId};
 use crate::error::ShopError;
+use crate::startup::AppState;
 
 const USER: &str = "user";
 const CART: &str = "cart";
@@ -28,6 +34,18 @@ pub struct SignedInUser {
     /// lifetime no longer counts as signed in, however active it was.
     #[serde(default)]
     pub signed_in_at: i64,
+    /// The browser as its `User-Agent` named itself at sign-in, shortened; shown on the
+    /// shopper's sessions page.
+    #[serde(default)]
+    pub agent: String,
+}
+
+/// The longest `User-Agent` kept in a session.
+const MAX_AGENT_CHARS: usize = 160;
+
+/// The signed-in user recorded in a state read straight from the store, if any.
+pub fn user_in(state: &super::State) -> Option<SignedInUser> {
+    serde_json::from_str(state.get(USER)?).ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,11 +70,12 @@ impl Flash {
 /// The longest a sign-in lasts, active or not, unless configured otherwise: 12 hours.
 pub const DEFAULT_MAX_LOGIN_SECONDS: i64 = 12 * 3600;
 
-/// The shop's view of an actix-session `Session`.
+/// The shop's view of an actix-session `Session`, with the request it belongs to (for the CSRF
+/// nonce cookie and the browser's name).
 #[derive(Clone)]
 pub struct ShopSession {
     session: Session,
-    max_login_seconds: i64,
+    req: HttpRequest,
 }
 
 impl FromRequest for ShopSession {
@@ -69,16 +88,21 @@ impl FromRequest for ShopSession {
 }
 
 impl ShopSession {
-    /// The request's session, with the absolute login lifetime the application is configured
-    /// with.
+    /// The request's session.
     pub fn of(req: &HttpRequest) -> Self {
-        let max_login_seconds = req
-            .app_data::<actix_web::web::Data<crate::startup::AppState>>()
-            .map_or(DEFAULT_MAX_LOGIN_SECONDS, |state| state.max_login_seconds);
         Self {
             session: req.get_session(),
-            max_login_seconds,
+            req: req.clone(),
         }
+    }
+
+    fn app(&self) -> Option<&web::Data<AppState>> {
+        self.req.app_data::<web::Data<AppState>>()
+    }
+
+    fn max_login_seconds(&self) -> i64 {
+        self.app()
+            .map_or(DEFAULT_MAX_LOGIN_SECONDS, |state| state.max_login_seconds)
     }
 
     /// A value that no longer decodes (a foreign or outdated shape) counts as absent.
@@ -92,39 +116,50 @@ impl ShopSession {
         }
     }
 
+    /// Writes a value. The first write of a visitor's session also binds the CSRF nonce of
+    /// their cookie to it, so the forms they already have open keep working.
     fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), ShopError> {
-        self.session
-            .insert(key, value)
-            .map_err(|err| ShopError::Unexpected(anyhow::anyhow!("{err}")))
+        let unexpected = |err: actix_session::SessionInsertError| {
+            ShopError::Unexpected(anyhow::anyhow!("{err}"))
+        };
+        if key != CSRF && !self.session.contains_key(CSRF) {
+            self.session
+                .insert(CSRF, self.request_nonce().value)
+                .map_err(unexpected)?;
+        }
+        self.session.insert(key, value).map_err(unexpected)
     }
 
-    /// The signed-in user, while the sign-in is younger than the absolute lifetime.
+    /// The signed-in user, while the sign-in is younger than the absolute lifetime (past it,
+    /// `end_expired_sign_in` has already ended the session before any handler runs).
     pub fn user(&self) -> Option<SignedInUser> {
         let user: SignedInUser = self.get(USER)?;
-        if super::now() - user.signed_in_at > self.max_login_seconds {
-            log::info!(
-                "The sign-in of user {} is past its absolute lifetime.",
-                user.id
-            );
-            return None;
-        }
-        Some(user)
+        (super::now() - user.signed_in_at <= self.max_login_seconds()).then_some(user)
     }
 
     /// Signs a user in under a fresh session key (so a key planted before login is useless),
     /// keeping the guest cart, with a new CSRF token.
     pub fn log_in(&self, id: UserId, email: String) -> Result<(), ShopError> {
         self.session.renew();
-        let signed_in_at = super::now();
+        self.insert(CSRF, csrf::new_nonce())?;
+        let agent = self
+            .req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("an unnamed browser")
+            .chars()
+            .take(MAX_AGENT_CHARS)
+            .collect();
         self.insert(
             USER,
             SignedInUser {
                 id,
                 email,
-                signed_in_at,
+                signed_in_at: super::now(),
+                agent,
             },
-        )?;
-        self.insert(CSRF, new_token())
+        )
     }
 
     /// Ends the session everywhere: the store deletes the state and the cookie is removed.
@@ -161,22 +196,39 @@ impl ShopSession {
         }
     }
 
-    /// The CSRF token for this session, made on first use.
-    pub fn csrf_token(&self) -> Result<String, ShopError> {
-        if let Some(token) = self.get::<String>(CSRF) {
-            return Ok(token);
-        }
-        let token = new_token();
-        self.insert(CSRF, &token)?;
-        Ok(token)
+    fn request_nonce(&self) -> csrf::Nonce {
+        let secure = self.app().is_some_and(|state| state.cookie_secure);
+        csrf::nonce_of(&self.req, secure)
     }
 
-    /// Compares a submitted token with the session's in constant time.
-    pub fn verify_csrf(&self, submitted: &str) -> Result<(), ShopError> {
+    /// The nonce the forms of this session are signed with: the stored session's own once it
+    /// has one, else the visitor's cookie's (made now, and set on the response, if missing).
+    fn nonce(&self) -> csrf::Nonce {
         match self.get::<String>(CSRF) {
-            Some(expected)
-                if !submitted.is_empty()
-                    && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) =>
+            Some(value) => csrf::Nonce {
+                value,
+                is_new: false,
+            },
+            None => self.request_nonce(),
+        }
+    }
+
+    /// The token for this session's forms. Writes nothing to the store.
+    pub fn csrf_token(&self) -> Result<String, ShopError> {
+        let state = self.app().ok_or(ShopError::Csrf)?;
+        Ok(csrf::token(&state.cookie_key, &self.nonce().value))
+    }
+
+    /// Checks a submitted token against this session's nonce, in constant time. A nonce made
+    /// during this very request (no cookie, no session) matches nothing, and neither does a
+    /// request the browser marks as cross-site.
+    pub fn verify_csrf(&self, submitted: &str) -> Result<(), ShopError> {
+        let nonce = self.nonce();
+        match self.app() {
+            Some(state)
+                if !nonce.is_new
+                    && !csrf::is_cross_site(&self.req)
+                    && csrf::matches(&state.cookie_key, &nonce.value, submitted) =>
             {
                 Ok(())
             }
@@ -229,8 +281,67 @@ pub fn put_cart_and_flash(
     Ok(())
 }
 
-fn new_token() -> String {
-    let mut bytes = [0_u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+/// A message for the page after a sign-in's absolute lifetime ended it.
+pub fn signed_out_after(seconds: i64) -> String {
+    let span = match seconds {
+        s if s >= 3600 && s % 3600 == 0 => plural(s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    };
+    format!("For your security you were signed out after {span}. Please log in again.")
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+/// Ends a sign-in that is past the absolute lifetime before any handler sees it: the session is
+/// renewed, so actix-session deletes the old key from the store and the request goes on as a
+/// guest's under a new one, keeping the cart and saying once why the shopper was signed out.
+pub async fn end_expired_sign_in(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // The typed session holds a clone of the request, which routing needs unshared: it is
+    // dropped before the request goes on.
+    end_if_past_lifetime(&ShopSession::of(req.request()))?;
+    next.call(req).await
+}
+
+fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
+    if let Some(user) = session.get::<SignedInUser>(USER)
+        && session.user().is_none()
+        && session.session.status() == SessionStatus::Unchanged
+    {
+        log::info!(
+            "The sign-in of user {} is past its absolute lifetime; its session is ended.",
+            user.id
+        );
+        let cart = session.cart();
+        session.session.clear();
+        session.session.renew();
+        session.set_cart(&cart)?;
+        session.flash(
+            FlashKind::Info,
+            signed_out_after(session.max_login_seconds()),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signed_out_after;
+
+    #[test]
+    fn the_signed_out_message_names_the_lifetime_in_words() {
+        assert!(signed_out_after(12 * 3600).contains("after 12 hours."));
+        assert!(signed_out_after(3600).contains("after 1 hour."));
+        assert!(signed_out_after(90 * 60).contains("after 90 minutes."));
+        assert!(signed_out_after(2).contains("after 2 seconds."));
+    }
 }

@@ -87,6 +87,31 @@ impl SqlStore {
         Ok(row.map(|(state,)| state.into_bytes()))
     }
 
+    /// The live state under `key`, and whether its expiry is due to slide: the SQL stores slide
+    /// lazily, with a separate write (`touch`) only once less than half of `ttl` is left, so a
+    /// session costs at most about two slide writes per TTL however often it is read.
+    pub async fn get_sliding(
+        &self,
+        key: &str,
+        ttl: &Duration,
+    ) -> anyhow::Result<(Option<Vec<u8>>, bool)> {
+        let now = now_millis();
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT state, expires_at FROM sessions WHERE key = $1 AND expires_at > $2",
+        )
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .context("could not load a session")?;
+        Ok(match row {
+            Some((state, expires_at)) => {
+                (Some(state.into_bytes()), expires_at - now < millis(ttl) / 2)
+            }
+            None => (None, false),
+        })
+    }
+
     /// Stores state under `key` only if no live session has it; an expired row may be replaced.
     pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
         let now = now_millis();
@@ -148,6 +173,8 @@ impl SqlStore {
         Ok(swapped.rows_affected() == 1)
     }
 
+    /// Pushes a live row's expiry back without touching its state (so a compare-and-set that
+    /// read it still applies); a row expired or deleted meanwhile stays gone.
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
         let now = now_millis();
         sqlx::query("UPDATE sessions SET expires_at = $2 WHERE key = $1 AND expires_at > $3")
@@ -156,7 +183,7 @@ impl SqlStore {
             .bind(now)
             .execute(&self.pool)
             .await
-            .context("could not refresh a session's expiry")?;
+            .context("could not slide a session's expiry")?;
         Ok(())
     }
 

@@ -13,7 +13,8 @@ pub enum Operation {
     Load,
     Save,
     Update,
-    UpdateTtl,
+    /// A separate write that pushed a session's expiry back (the SQL stores' lazy slide).
+    Slide,
     Delete,
 }
 
@@ -22,7 +23,7 @@ impl Operation {
         Operation::Load,
         Operation::Save,
         Operation::Update,
-        Operation::UpdateTtl,
+        Operation::Slide,
         Operation::Delete,
     ];
 
@@ -31,7 +32,7 @@ impl Operation {
             Operation::Load => "load",
             Operation::Save => "save",
             Operation::Update => "update",
-            Operation::UpdateTtl => "update_ttl",
+            Operation::Slide => "slide",
             Operation::Delete => "delete",
         }
     }

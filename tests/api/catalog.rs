@@ -111,7 +111,13 @@ async fn pages_carry_security_headers() {
     }
     let newcomer = crate::helpers::spawn_client(&app);
     let response = newcomer.client.get(app.url("/")).send().await.unwrap();
-    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies.len(), 1, "only the form-token cookie: {cookies:?}");
+    let cookie = cookies[0].to_str().unwrap();
+    assert!(
+        cookie.starts_with("shop_csrf="),
+        "no stored session: {cookie}"
+    );
     assert!(cookie.contains("HttpOnly"));
     assert!(cookie.contains("SameSite=Lax"));
     assert!(!cookie.contains("Secure"), "plain HTTP in development");
@@ -124,14 +130,48 @@ async fn production_cookies_are_secure() {
     })
     .await;
     let response = app.client.get(app.url("/")).send().await.unwrap();
-    let cookie = response.headers()["set-cookie"].to_str().unwrap();
-    assert!(cookie.contains("; Secure"), "{cookie}");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.starts_with("__Host-shop_csrf="),
+        "a host-only name no other site can plant: {cookie}"
+    );
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain="), "{cookie}");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    // The session cookie, once there is a session, is Secure too.
+    let token = shop::lab::shopper::csrf_token(&response.text().await.unwrap()).unwrap();
+    let nonce = cookie.split(';').next().unwrap().to_owned();
+    let added = app
+        .client
+        .post(app.url("/cart/items"))
+        .header("cookie", &nonce)
+        .form(&[
+            ("product_id", "1"),
+            ("quantity", "1"),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), reqwest::StatusCode::SEE_OTHER);
+    let session = added.headers()["set-cookie"].to_str().unwrap();
+    assert!(session.starts_with("shop_session="), "{session}");
+    assert!(
+        session.contains("; Secure") && session.contains("HttpOnly"),
+        "{session}"
+    );
 }
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_store_operations() {
     let app = spawn_app().await;
+    app.add_to_cart(3, "1").await; // a stored session, whose page views read the store
     app.get("/products/1").await;
     app.get("/products/2").await;
     app.get("/products/not-a-number").await;

@@ -1,5 +1,7 @@
 //! The shop over HTTP, against real stores. One binary, so the crate is linked once.
 
+mod account;
+mod anonymous;
 mod auth;
 mod browser;
 mod cart;
@@ -10,6 +12,7 @@ mod csrf;
 mod direct;
 mod helpers;
 mod hostile;
+mod http;
 mod lost_updates;
 mod outages;
 mod processes;

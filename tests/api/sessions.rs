@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::cookie::{Cookie, CookieJar, Key};
 use reqwest::StatusCode;
 use reqwest::cookie::Jar;
-use shop::session::{Backend, Store};
+use shop::session::{Backend, Operation, Store};
 
 use crate::helpers::{
     TEST_SECRET, TestApp, client_with, signed_in_as, spawn_app, spawn_app_with, store_of,
@@ -28,6 +28,13 @@ pub fn session_key(app: &TestApp) -> String {
 
 async fn session_store(app: &TestApp) -> Store {
     store_of(&app.settings).await
+}
+
+fn store_backend(app: &TestApp) -> Backend {
+    app.store
+        .as_ref()
+        .expect("an in-process instance")
+        .backend()
 }
 
 /// A client that sends exactly this cookie, as an attacker replaying it would.
@@ -161,22 +168,32 @@ async fn an_idle_session_expires_in_the_store_and_the_reaper_deletes_it() {
 }
 
 #[tokio::test]
-async fn a_read_only_page_view_does_not_rewrite_the_session() {
-    let app = spawn_app().await;
+async fn a_page_view_slides_the_expiry_without_rewriting_the_session() {
+    let app = spawn_app_with(|s| {
+        s.insert("SESSION_TTL_SECONDS".into(), "4".into());
+    })
+    .await;
     app.add_to_cart(1, "1").await;
     app.get("/cart").await; // shows and clears the flash message
     let key = session_key(&app);
     let store = session_store(&app).await;
-    let (before, ttl_before) = store.raw(&key).await.unwrap().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    for _ in 0..3 {
-        assert_eq!(app.get("/cart").await.status, StatusCode::OK);
-    }
-    let (after, ttl_after) = store.raw(&key).await.unwrap().unwrap();
-    assert_eq!(before, after);
+    let (before, _) = store.raw(&key).await.unwrap().unwrap();
+    // Past half the TTL, so even the SQL stores' lazy slide is due.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let response = app.client.get(app.url("/cart")).send().await.unwrap();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        ttl_after < ttl_before,
-        "the expiry was not pushed back by reads"
+        cookie.starts_with("shop_session=") && cookie.contains("Max-Age=4"),
+        "the cookie's Max-Age slides too: {cookie}"
+    );
+    let (after, ttl_after) = store.raw(&key).await.unwrap().unwrap();
+    assert_eq!(before, after, "the slide kept the stored bytes");
+    assert!(
+        ttl_after >= 3,
+        "the expiry was pushed back by the read: {ttl_after} s left"
     );
 }
 
@@ -197,6 +214,72 @@ async fn a_page_view_costs_one_store_read_and_no_write() {
         "one store call per page view"
     );
     assert_eq!(stats.writes() - writes, 0, "no write for a page view");
+}
+
+#[tokio::test]
+async fn a_hundred_page_views_cost_a_hundred_reads_and_at_most_a_few_slides() {
+    let app = spawn_app_with(|s| {
+        s.insert("SESSION_TTL_SECONDS".into(), "4".into());
+    })
+    .await;
+    app.register(&unique_email("browser")).await;
+    app.add_to_cart(3, "2").await;
+    app.get("/cart").await;
+    let stats = app.store.as_ref().unwrap().stats();
+    let calls = |op| stats.calls(op);
+    let (trips, loads, slides) = (
+        stats.round_trips(),
+        calls(Operation::Load),
+        calls(Operation::Slide),
+    );
+    for _ in 0..100 {
+        assert_eq!(app.get("/cart").await.status, StatusCode::OK);
+    }
+    let (loads, slides) = (
+        calls(Operation::Load) - loads,
+        calls(Operation::Slide) - slides,
+    );
+    assert_eq!(loads, 100, "one read per view");
+    assert_eq!(stats.round_trips() - trips, loads + slides, "nothing else");
+    match store_backend(&app) {
+        // The slide rides in the read itself.
+        Backend::Redis | Backend::Memcached | Backend::Memory => assert_eq!(slides, 0),
+        // A separate write, only once less than half the TTL is left.
+        Backend::Sqlite | Backend::Postgres => assert!(slides <= 5, "{slides} slides"),
+    }
+}
+
+#[tokio::test]
+async fn an_active_shopper_stays_signed_in_and_an_idle_one_expires() {
+    const TTL: u64 = 6;
+    let settings = |s: &mut std::collections::HashMap<String, String>| {
+        s.insert("SESSION_TTL_SECONDS".into(), TTL.to_string());
+    };
+    let active = spawn_app_with(settings).await;
+    let idle = crate::helpers::spawn_client(&active);
+    let (active_email, idle_email) = (unique_email("active"), unique_email("idle"));
+    active.register(&active_email).await;
+    active.add_to_cart(2, "1").await;
+    idle.register(&idle_email).await;
+    idle.add_to_cart(2, "1").await;
+    let started = std::time::Instant::now();
+    let mut views = 0;
+    // A view every TTL/3 for 3 × TTL: the idle expiry is counted from the last request.
+    while started.elapsed() < std::time::Duration::from_secs(3 * TTL) {
+        tokio::time::sleep(std::time::Duration::from_secs(TTL / 3)).await;
+        let page = active.get("/cart").await;
+        assert_eq!(
+            signed_in_as(&page.body).as_deref(),
+            Some(active_email.as_str()),
+            "still signed in after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(crate::helpers::cart_lines(&page.body), vec![(2, 1)]);
+        views += 1;
+    }
+    assert!(views >= 8, "{views} views");
+    assert_eq!(idle.signed_in_as().await, None, "the idle shopper expired");
+    assert!(idle.cart().await.is_empty());
 }
 
 #[tokio::test]
@@ -227,6 +310,7 @@ async fn a_sign_in_ends_after_its_absolute_lifetime_however_active() {
     let email = unique_email("tireless");
     app.register(&email).await;
     app.add_to_cart(1, "1").await;
+    let signed_in_key = session_key(&app);
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_millis(1500) {
         assert_eq!(
@@ -237,6 +321,22 @@ async fn a_sign_in_ends_after_its_absolute_lifetime_however_active() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
-    assert_eq!(app.signed_in_as().await, None, "past the absolute lifetime");
+    let page = app.get("/").await;
+    assert_eq!(signed_in_as(&page.body), None, "past the absolute lifetime");
+    assert!(
+        page.body
+            .contains("For your security you were signed out after 2 seconds."),
+        "the shopper is told why: {}",
+        page.body
+    );
+    let store = session_store(&app).await;
+    assert_eq!(
+        store.raw(&signed_in_key).await.unwrap(),
+        None,
+        "the signed-in session is deleted from the store"
+    );
+    let next = app.get("/").await;
+    assert!(!next.body.contains("signed out after"), "told once");
+    assert_eq!(app.cart().await, vec![(1, 1)], "the cart is kept");
     app.get("/orders").await.assert_redirects_to("/login");
 }

@@ -1,0 +1,149 @@
+//! CSRF tokens that cost a guest no stored session.
+//!
+//! A visitor who has changed nothing has no session in the store, so their forms cannot be
+//! protected by a token kept there. Instead every visitor gets a random nonce in a small cookie of
+//! its own (`__Host-shop_csrf` when cookies are Secure, so a sibling domain cannot plant one), and
+//! a form's token is an HMAC of that nonce under `SESSION_SECRET`: a signed double-submit token.
+//! Once the visitor has a stored session the nonce moves into it and the token is bound to that
+//! session (see `ShopSession::csrf_token`); a login starts a new nonce. Tokens are compared in
+//! constant time, and a browser's `Sec-Fetch-Site: cross-site` is refused on its own.
+
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, Key, SameSite};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+/// The nonce cookie over plain HTTP (development, tests behind a local nginx).
+pub const COOKIE: &str = "shop_csrf";
+/// The nonce cookie when cookies are Secure: the `__Host-` prefix makes browsers refuse it unless
+/// it was set by this host, over HTTPS, for the whole site.
+pub const SECURE_COOKIE: &str = "__Host-shop_csrf";
+
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
+
+/// This request's nonce: the one its cookie carried, or a new one that the response will set.
+#[derive(Clone, Debug)]
+pub struct Nonce {
+    pub value: String,
+    /// Made during this request; no form can carry a token for it yet.
+    pub is_new: bool,
+}
+
+/// A fresh nonce: 256 random bits as 64 hex characters.
+pub fn new_nonce() -> String {
+    let mut bytes = [0_u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn is_nonce(value: &str) -> bool {
+    value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The request's nonce, read from its cookie once, or made once and remembered so that every
+/// form on the page and the cookie agree.
+pub fn nonce_of(req: &HttpRequest, secure: bool) -> Nonce {
+    if let Some(nonce) = req.extensions().get::<Nonce>() {
+        return nonce.clone();
+    }
+    let nonce = match req.cookie(cookie_name(secure)) {
+        Some(cookie) if is_nonce(cookie.value()) => Nonce {
+            value: cookie.value().to_owned(),
+            is_new: false,
+        },
+        _ => Nonce {
+            value: new_nonce(),
+            is_new: true,
+        },
+    };
+    req.extensions_mut().insert(nonce.clone());
+    nonce
+}
+
+/// The form token for a nonce: HMAC-SHA256 under the signing half of the session secret.
+pub fn token(key: &Key, nonce: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.signing()).expect("HMAC takes a key of any length");
+    mac.update(b"shop csrf v1:");
+    mac.update(nonce.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether `submitted` is the token for `nonce`, compared in constant time.
+pub fn matches(key: &Key, nonce: &str, submitted: &str) -> bool {
+    !submitted.is_empty() && bool::from(token(key, nonce).as_bytes().ct_eq(submitted.as_bytes()))
+}
+
+/// Whether the browser says the request comes from another site. Browsers that send
+/// `Sec-Fetch-Site` cannot be made to lie in it; clients that do not send it are judged by the
+/// token alone.
+pub fn is_cross_site(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("sec-fetch-site")
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+/// Sets the nonce cookie on the response when this request made a new nonce (a page that showed
+/// a form to a visitor without one).
+pub async fn issue_cookie(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let secure = req
+        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+        .is_some_and(|state| state.cookie_secure);
+    let mut response = next.call(req).await?;
+    let new = response
+        .request()
+        .extensions()
+        .get::<Nonce>()
+        .filter(|nonce| nonce.is_new)
+        .map(|nonce| nonce.value.clone());
+    if let Some(value) = new {
+        let cookie = Cookie::build(cookie_name(secure), value)
+            .path("/")
+            .http_only(true)
+            .secure(secure)
+            .same_site(SameSite::Lax)
+            .finish();
+        response.response_mut().add_cookie(&cookie)?;
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_fits_its_nonce_only() {
+        let key = Key::generate();
+        let (a, b) = (new_nonce(), new_nonce());
+        assert!(matches(&key, &a, &token(&key, &a)));
+        assert!(!matches(&key, &b, &token(&key, &a)));
+        assert!(!matches(&key, &a, ""));
+        assert!(!matches(&key, &a, &a), "the nonce itself is not a token");
+    }
+
+    #[test]
+    fn a_token_made_with_another_secret_is_refused() {
+        let nonce = new_nonce();
+        let forged = token(&Key::generate(), &nonce);
+        assert!(!matches(&Key::generate(), &nonce, &forged));
+    }
+
+    #[test]
+    fn only_hex_nonces_of_the_right_length_are_taken_from_a_cookie() {
+        assert!(is_nonce(&new_nonce()));
+        assert!(!is_nonce("abc"));
+        assert!(!is_nonce(&"g".repeat(64)));
+        assert!(!is_nonce(&"a".repeat(65)));
+    }
+}
