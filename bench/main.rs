@@ -210,7 +210,7 @@ async fn sessions(
                 bail!("login {i} was refused");
             }
             let token = shopper.csrf_token().await?;
-            let cookie = shopper.cookie_header().context("no session cookie")?;
+            let cookie = shopper.cookie_header().context("no cookie")?;
             Ok::<_, anyhow::Error>((shopper, cookie, token))
         });
         if tasks.len() >= 16 {
@@ -411,6 +411,10 @@ async fn bench_store(
         seconds: options.seconds,
     };
     let mut rows = Vec::new();
+    // A crawler: no cookie at all. A visitor who changes nothing has no stored session, so this
+    // must cost the store nothing.
+    let (result, delta) = measured(&server, &load(format!("{url}/"), None, vec![])).await?;
+    rows.push(row(BenchPath::Anonymous, result, delta));
     let (result, delta) = measured(
         &server,
         &load(
@@ -442,7 +446,18 @@ async fn bench_store(
     .await?;
     rows.push(row(BenchPath::Login, result, delta));
 
-    // Memory with few and with many live sessions: the state lives in the store.
+    // Memory with few and with many live sessions: the state lives in the store. Page views
+    // make no session, so each new session is a guest's first cart add: the nonce cookie and its
+    // token, and no session cookie.
+    let (guest_cookie, guest_token) = pairs(&guests).remove(0);
+    let first_adds = lua_script(
+        scripts.path(),
+        "first-adds",
+        &[(guest_cookie, guest_token)],
+        "POST",
+        "/cart/items",
+        "product_id={product}&quantity=1&csrf_token={token}",
+    )?;
     let (rss_before, _) = server.rss_kib();
     let saves_before = server.counters().await?.1;
     let mut created = 0;
@@ -450,7 +465,12 @@ async fn bench_store(
         if created >= options.rss_sessions {
             break;
         }
-        wrk::run(&load(format!("{url}/login"), None, vec![])).await?;
+        wrk::run(&load(
+            format!("{url}/cart/items"),
+            Some(&first_adds),
+            vec![],
+        ))
+        .await?;
         created = server.counters().await?.1 - saves_before;
     }
     let (rss_after, peak_rss) = server.rss_kib();
