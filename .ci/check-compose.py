@@ -28,6 +28,21 @@ for r in replicas:
         problems.append("a replica is not built from deploy/Dockerfile")
     if "condition" not in str(r.get("depends_on", {})):
         problems.append("a replica's depends_on has no conditions")
+env = replicas[0].get("environment", {})
+nginx_address = (
+    nginx.get("networks", {}).get("default", {}).get("ipv4_address")
+    if isinstance(nginx.get("networks"), dict)
+    else None
+)
+if not nginx_address or env.get("TRUSTED_PROXIES") != nginx_address:
+    problems.append("the replicas must trust nginx's fixed address in TRUSTED_PROXIES")
+if not env.get("METRICS_PORT"):
+    problems.append("the replicas need a METRICS_PORT listener for Prometheus")
+with open("deploy/prometheus.yml") as f:
+    prometheus = yaml.safe_load(f)
+targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+if sorted(targets) != [f"shop{i}:{env.get('METRICS_PORT')}" for i in (1, 2, 3)]:
+    problems.append("deploy/prometheus.yml must scrape each replica's metrics port")
 if problems:
     sys.exit("docker-compose.yml: " + "; ".join(problems))
 print("docker-compose.yml: parses, 3 replicas behind round-robin nginx, one shared secret")

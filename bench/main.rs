@@ -181,7 +181,8 @@ request = function()
   i = i + 1
   local body = "{body}"
   body = body:gsub("{{product}}", tostring(product)):gsub("{{token}}", s[k][2])
-  local headers = {{["Cookie"] = s[k][1], ["Content-Type"] = "application/x-www-form-urlencoded"}}
+  local headers = {{["Cookie"] = s[k][1], ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["X-Forwarded-For"] = "10." .. math.floor(k / 250) .. "." .. (k % 250) .. ".1"}}
   if "{method}" == "GET" then body = nil end
   return wrk.format("{method}", "{path}", headers, body)
 end
@@ -205,7 +206,10 @@ async fn sessions(
     for i in 0..count {
         let (url, email) = (url.to_owned(), email.to_owned());
         tasks.spawn(async move {
-            let shopper = Shopper::new(&url, &email, None)?;
+            // Each session from its own loopback address, as real shoppers come from their
+            // own: one client's concurrent sign-ins beyond the login limit are refused.
+            let source = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+            let shopper = Shopper::new(&url, &email, Some(source.into()))?;
             if logged_in && !shopper.login(PASSWORD).await? {
                 bail!("login {i} was refused");
             }
@@ -322,6 +326,9 @@ async fn bench_store(
             format!("sqlite://{}/sessions-{run_id}.db", work.display()),
         ),
         ("STATIC_DIR".to_owned(), "static".to_owned()),
+        // wrk's requests carry X-Forwarded-For (see `lua_script`): each session is its own
+        // client, as behind a real proxy.
+        ("TRUSTED_PROXIES".to_owned(), "127.0.0.1".to_owned()),
     ]);
     for name in ["REDIS_URL", "MEMCACHED_SERVERS"] {
         if let Ok(value) = std::env::var(name) {

@@ -4,6 +4,9 @@
 //! field with its default; a bad value stops start-up with a message that names the variable.
 
 use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use crate::session::Backend;
 
@@ -39,6 +42,18 @@ pub struct Config {
     pub static_dir: String,
     /// `INSTANCE_NAME`: shown on every page and in `X-Served-By`. Default: host name and pid.
     pub instance_name: String,
+    /// `TRUSTED_PROXIES`: a comma list of addresses or networks (`10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client, for login limits and logs. Default: none, so the
+    /// client is the peer.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `METRICS_PORT`: serve `/metrics` on its own listener on this port. Default: unset, no
+    /// separate listener (and in production no `/metrics` at all).
+    pub metrics_port: Option<u16>,
+    /// `METRICS_HOST`: the address of the metrics listener. Default `127.0.0.1`.
+    pub metrics_host: String,
+    /// `SESSION_INSPECTOR`: `1` shows the `/session` inspector. Default: on in development, off
+    /// in production.
+    pub session_inspector: bool,
     /// Everything about sessions.
     pub session: SessionConfig,
 }
@@ -173,6 +188,17 @@ impl Config {
                     "is required when APP_ENV=production (at least 64 bytes, the same on every instance)",
                 ));
             }
+            // The public development key is fit only for a shop nobody else can reach.
+            None if !is_loopback(&host) => {
+                return Err(invalid(
+                    "SESSION_SECRET",
+                    format!(
+                        "is required when listening on {host}, which is not loopback: the \
+                         development key is public, so anyone could forge sessions (set 64+ bytes, \
+                         the same on every instance)"
+                    ),
+                ));
+            }
             None => Secret(DEVELOPMENT_SECRET.as_bytes().to_vec()),
         };
         let ttl_seconds =
@@ -239,6 +265,40 @@ impl Config {
             return Err(invalid("MEMCACHED_SERVERS", "lists no server"));
         }
         let key_prefix = get("SESSION_KEY_PREFIX").unwrap_or_else(|| "shop:session:".into());
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|item| {
+                    item.parse::<IpNet>()
+                        .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                        .map_err(|_| {
+                            invalid(
+                                "TRUSTED_PROXIES",
+                                format!("'{item}' is not an address or a network"),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let metrics_port = match get("METRICS_PORT") {
+            None => None,
+            Some(raw) => Some(parse_number("METRICS_PORT", Some(raw), 0_u16)?),
+        };
+        let metrics_host = get("METRICS_HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let session_inspector = match get("SESSION_INSPECTOR").as_deref() {
+            None => app_env == AppEnv::Development,
+            Some("1" | "true") => true,
+            Some("0" | "false") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "SESSION_INSPECTOR",
+                    format!("'{other}' is not 1 or 0"),
+                ));
+            }
+        };
 
         Ok(Self {
             app_env,
@@ -248,6 +308,10 @@ impl Config {
             database_url,
             static_dir,
             instance_name,
+            trusted_proxies,
+            metrics_port,
+            metrics_host,
+            session_inspector,
             session: SessionConfig {
                 backend,
                 secret,
@@ -266,6 +330,16 @@ impl Config {
     pub fn uses_development_secret(&self) -> bool {
         self.session.secret.bytes() == DEVELOPMENT_SECRET.as_bytes()
     }
+}
+
+/// Whether `host` names this machine only.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_number<T: std::str::FromStr>(
@@ -413,5 +487,50 @@ mod tests {
         let secret = "s".repeat(70);
         let config = config(&[("SESSION_SECRET", &secret)]).unwrap();
         assert!(!format!("{config:?}").contains(&secret));
+    }
+
+    #[test]
+    fn the_development_key_is_refused_off_loopback() {
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
+            let config = config(&[("HOST", host)]).unwrap();
+            assert!(config.uses_development_secret(), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "192.0.2.10", "shop.example"] {
+            let err = config(&[("HOST", host)]).unwrap_err();
+            assert_eq!(err.variable, "SESSION_SECRET", "{host}");
+            assert!(err.reason.contains(host), "{}", err.reason);
+        }
+        let secret = "s".repeat(64);
+        assert!(config(&[("HOST", "0.0.0.0"), ("SESSION_SECRET", &secret)]).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        let config = config(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")]).unwrap();
+        assert_eq!(config.trusted_proxies.len(), 3);
+        let err = config_err(&[("TRUSTED_PROXIES", "10.0.0.0/8,nginx")]);
+        assert_eq!(err.variable, "TRUSTED_PROXIES");
+    }
+
+    #[test]
+    fn operator_pages_are_on_in_development_and_off_in_production() {
+        assert!(config(&[]).unwrap().session_inspector);
+        let secret = "s".repeat(64);
+        let production = [
+            ("APP_ENV", "production"),
+            ("SESSION_SECRET", secret.as_str()),
+        ];
+        assert!(!config(&production).unwrap().session_inspector);
+        let mut with = production.to_vec();
+        with.push(("SESSION_INSPECTOR", "1"));
+        assert!(config(&with).unwrap().session_inspector);
+        assert_eq!(
+            config_err(&[("METRICS_PORT", "x")]).variable,
+            "METRICS_PORT"
+        );
+    }
+
+    fn config_err(vars: &[(&str, &str)]) -> ConfigError {
+        config(vars).unwrap_err()
     }
 }

@@ -51,11 +51,12 @@ impl Metrics {
         })
     }
 
-    /// Counts a finished request. `route` is the matched pattern (`/products/{id}`), so the
-    /// number of series stays bounded whatever paths clients send.
+    /// Counts a finished request. `route` is the matched pattern (`/products/{id}`) and the
+    /// method one of the standard ones or `OTHER`, so the number of series stays bounded
+    /// whatever paths and methods clients send.
     pub fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {
         self.requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method_label(method), &status.to_string()])
             .inc();
         self.latency
             .with_label_values(&[route])
@@ -67,6 +68,17 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
         Ok(String::from_utf8(buffer)?)
     }
+}
+
+/// The label of a request method: the standard methods by name, anything else as `OTHER`.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("OTHER")
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, crate::error::ShopError> {

@@ -3,8 +3,8 @@
 use std::net::TcpListener;
 use std::time::Duration as StdDuration;
 
-use actix_session::SessionMiddleware;
-use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+use actix_session::config::PersistentSession;
+use actix_session::{SessionExt, SessionMiddleware, SessionStatus};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{Key, SameSite, time::Duration};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -17,7 +17,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use askama::Template;
 
-use crate::config::Config;
+use crate::config::{AppEnv, Config};
 use crate::db::Database;
 use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
 use crate::metrics::{Metrics, metrics};
@@ -52,6 +52,10 @@ pub struct AppState {
     pub max_login_seconds: i64,
     /// Whether cookies are sent only over HTTPS (`COOKIE_SECURE`).
     pub cookie_secure: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whether `/session` shows the store inspector (`SESSION_INSPECTOR`).
+    pub session_inspector: bool,
 }
 
 impl AppState {
@@ -71,6 +75,8 @@ impl AppState {
 /// A shop instance bound to its port, ready to run.
 pub struct Application {
     port: u16,
+    /// The port of the separate metrics listener, when `METRICS_PORT` asked for one.
+    metrics_port: Option<u16>,
     server: Server,
     store: Store,
 }
@@ -119,10 +125,17 @@ impl Application {
             session_ttl: Duration::seconds(config.session.ttl_seconds),
             max_login_seconds: config.session.max_login_seconds,
             cookie_secure: config.session.cookie_secure,
+            trusted_proxies: config.trusted_proxies.clone(),
+            session_inspector: config.session_inspector,
         });
+        let metrics_port = match config.metrics_port {
+            Some(port) => Some(serve_metrics(&config.metrics_host, port, state.clone())?),
+            None => None,
+        };
         let server = run(listener, state, &config)?;
         Ok(Self {
             port,
+            metrics_port,
             server,
             store,
         })
@@ -130,6 +143,10 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     /// The session store, for tests that look at what it holds.
@@ -145,8 +162,15 @@ impl Application {
 
 /// What `main` does: logs per `RUST_LOG`, reads the configuration from the environment (a bad
 /// value ends the process with a message naming the variable) and serves until stopped.
-pub async fn serve_from_env() -> anyhow::Result<()> {
+/// `env_file` is the `.env` file `main` loaded into the environment, if any.
+pub async fn serve_from_env(env_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Some(file) = env_file {
+        log::info!(
+            "Settings not in the environment were read from {}.",
+            file.display()
+        );
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -160,6 +184,26 @@ pub async fn serve_from_env() -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     log::info!("The shop has stopped.");
     Ok(())
+}
+
+/// `/metrics` on its own listener (`METRICS_HOST`:`METRICS_PORT`), for Prometheus: operators
+/// reach it on a private address while the public port, in production, does not serve it.
+/// Returns the bound port.
+fn serve_metrics(host: &str, port: u16, state: web::Data<AppState>) -> anyhow::Result<u16> {
+    let listener = TcpListener::bind((host, port))
+        .with_context(|| format!("could not listen for metrics on {host}:{port}"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(metrics))
+    })
+    .workers(1)
+    .listen(listener)?
+    .run();
+    tokio::spawn(server);
+    log::info!("Metrics are served on {host}:{port}/metrics.");
+    Ok(port)
 }
 
 fn spawn_reaper(store: Store) {
@@ -185,20 +229,18 @@ fn run(
     let ttl = state.session_ttl;
     let cookie_secure = config.session.cookie_secure;
     let static_dir = config.static_dir.clone();
+    // In production the metrics are an operator's, served only on their own listener.
+    let public_metrics = config.app_env == AppEnv::Development;
     let mut server = HttpServer::new(move || {
         let sessions = SessionMiddleware::builder(state.store.clone(), key.clone())
             .cookie_name(SESSION_COOKIE.to_owned())
             .cookie_secure(cookie_secure)
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
-            // Every request of a live session slides its idle expiry. The store does it inside
-            // the read (see `Store::read_sliding`); actix-session then sends the cookie again
-            // with a fresh Max-Age.
-            .session_lifecycle(
-                PersistentSession::default()
-                    .session_ttl(ttl)
-                    .session_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
-            )
+            // Every request of a live session slides its idle expiry: the store does it inside
+            // the read (see `Store::read_sliding`), and `refresh_session_cookie` gives the
+            // browser's cookie the same fresh Max-Age.
+            .session_lifecycle(PersistentSession::default().session_ttl(ttl))
             .build();
         App::new()
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
@@ -212,11 +254,16 @@ fn run(
             )
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
-            .route("/metrics", web::get().to(metrics))
+            .configure(|app| {
+                if public_metrics {
+                    app.route("/metrics", web::get().to(metrics));
+                }
+            })
             .service(
                 web::scope("")
                     .wrap(from_fn(end_expired_sign_in))
                     .wrap(from_fn(csrf::issue_cookie))
+                    .wrap(from_fn(refresh_session_cookie))
                     .wrap(sessions)
                     .route("/", web::get().to(catalog::index))
                     .route("/products/{id}", web::get().to(catalog::product))
@@ -257,6 +304,43 @@ fn run(
 
 /// What no route answers: an unknown path is a 404; a known path asked with a method it does
 /// not take (actix-web hands those to the default service too) is a 405.
+/// After a request of a live session that changed nothing (actix-session writes the cookie
+/// itself when something changed), sends the browser its session cookie again with a fresh
+/// `Max-Age`, since the store slid the expiry during the read. The value goes back exactly as
+/// it came, already encrypted: a page view costs a header, not a cipher.
+async fn refresh_session_cookie(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut response = next.call(req).await?;
+    let request = response.request();
+    let session = request.get_session();
+    let (Some(state), Some(cookie)) = (
+        request.app_data::<web::Data<AppState>>(),
+        request.cookie(SESSION_COOKIE),
+    ) else {
+        return Ok(response);
+    };
+    if session.status() != SessionStatus::Unchanged || !session.contains_key(crate::session::LOADED)
+    {
+        return Ok(response);
+    }
+    let refreshed = actix_web::cookie::Cookie::build(SESSION_COOKIE, cookie.value().to_owned())
+        .path("/")
+        .http_only(true)
+        .secure(state.cookie_secure)
+        .same_site(SameSite::Lax)
+        .max_age(state.session_ttl)
+        .finish();
+    if let Ok(value) = header::HeaderValue::from_str(&refreshed.encoded().to_string()) {
+        response
+            .response_mut()
+            .headers_mut()
+            .append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ShopError> {
     match req.match_pattern().as_deref().and_then(allowed_methods) {
         Some(_) => Err(ShopError::MethodNotAllowed),

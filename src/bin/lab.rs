@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
     let mut raw = std::env::args().skip(1).peekable();
     if raw.peek().map(String::as_str) == Some("serve") {
         // A replica: the lab runs copies of itself as the shop.
-        return shop::startup::serve_from_env().await;
+        return shop::startup::serve_from_env(None).await;
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = parse_args(raw)?;

@@ -60,22 +60,54 @@ pub enum CheckoutError {
     Database(#[from] sqlx::Error),
 }
 
+/// An order placed for a checkout token: by this call, or by an earlier one with the same token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub id: OrderId,
+    /// False when another attempt with the same token had already placed it.
+    pub just_now: bool,
+}
+
 impl Database {
-    /// Places an order for `lines` at today's prices and decrements stock, all or nothing.
+    /// Places an order for `lines` at today's prices and decrements stock, all or nothing, at
+    /// most once per `token`: the order row is inserted first, under the token's unique index,
+    /// so a second attempt with the same token (a double click, a retry, a racing replica)
+    /// waits for the first to commit and then finds its order instead of placing another.
     pub async fn place_order(
         &self,
         user: UserId,
         lines: &[CartLine],
-    ) -> Result<OrderId, CheckoutError> {
+        token: &str,
+    ) -> Result<Placed, CheckoutError> {
         if lines.is_empty() {
             return Err(CheckoutError::EmptyCart);
         }
         let mut tx = self.pool().begin().await?;
+        // The write comes first so SQLite takes its write lock at once.
+        let inserted: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO orders (user_id, total_cents, item_count, created_at, checkout_token)
+             VALUES ($1, 0, 0, $2, $3)
+             ON CONFLICT (checkout_token) DO NOTHING RETURNING id",
+        )
+        .bind(user.get())
+        .bind(now())
+        .bind(token)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((order_id,)) = inserted else {
+            tx.rollback().await?;
+            return match self.order_placed_with(user, token).await? {
+                Some(id) => Ok(Placed {
+                    id,
+                    just_now: false,
+                }),
+                // The token belongs to another user's order: never theirs to see.
+                None => Err(CheckoutError::Database(sqlx::Error::RowNotFound)),
+            };
+        };
         let mut priced = Vec::with_capacity(lines.len());
         for line in lines {
             let quantity = i64::from(line.quantity.get());
-            // The write comes first so SQLite takes its write lock at once rather than
-            // upgrading a read lock later, which could deadlock two checkouts.
             let taken =
                 sqlx::query("UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1")
                     .bind(quantity)
@@ -98,15 +130,12 @@ impl Database {
         }
         let total: i64 = priced.iter().map(|(_, _, price, qty)| price * qty).sum();
         let item_count: i64 = priced.iter().map(|(_, _, _, qty)| qty).sum();
-        let (order_id,): (i64,) = sqlx::query_as(
-            "INSERT INTO orders (user_id, total_cents, item_count, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(user.get())
-        .bind(total)
-        .bind(item_count)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE orders SET total_cents = $1, item_count = $2 WHERE id = $3")
+            .bind(total)
+            .bind(item_count)
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
         for (line, name, price_cents, quantity) in priced {
             sqlx::query(
                 "INSERT INTO order_lines (order_id, product_id, product_name, unit_price_cents, quantity)
@@ -121,7 +150,25 @@ impl Database {
             .await?;
         }
         tx.commit().await?;
-        Ok(OrderId::from_db(order_id))
+        Ok(Placed {
+            id: OrderId::from_db(order_id),
+            just_now: true,
+        })
+    }
+
+    /// The user's order placed under a checkout token, if any.
+    pub async fn order_placed_with(
+        &self,
+        user: UserId,
+        token: &str,
+    ) -> Result<Option<OrderId>, sqlx::Error> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM orders WHERE checkout_token = $1 AND user_id = $2")
+                .bind(token)
+                .bind(user.get())
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(id,)| OrderId::from_db(id)))
     }
 
     pub async fn orders_of(&self, user: UserId) -> Result<Vec<OrderRow>, sqlx::Error> {

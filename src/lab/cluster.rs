@@ -142,6 +142,8 @@ impl Cluster {
             .env("PORT", replica.port.to_string())
             .env("HOST", "127.0.0.1")
             .env("INSTANCE_NAME", &replica.name)
+            // nginx on loopback is the proxy: its X-Forwarded-For names each shopper's address.
+            .env("TRUSTED_PROXIES", "127.0.0.1")
             .env(
                 "RUST_LOG",
                 std::env::var("LAB_LOG").unwrap_or_else(|_| "warn".into()),

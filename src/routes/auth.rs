@@ -3,8 +3,8 @@
 
 use std::sync::LazyLock;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
 use anyhow::Context;
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -14,15 +14,19 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
+use crate::client::client_address;
 use crate::db::users::CreateUserError;
 use crate::domain::{Email, Password, UserId};
 use crate::error::ShopError;
+use crate::session::csrf::keyed_hash;
 use crate::session::{FlashKind, ShopSession};
 use crate::startup::AppState;
 
 /// A hash of a password nobody has, verified when the email is unknown so that both cases cost
 /// the same.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Bq0z1VN5KqWhbr8o8hxRRfcvd5fKmeGHXlaR9pd0kEU";
+
+const DUPLICATE: &str = "An account with this email already exists. Please log in.";
 
 const WRONG_CREDENTIALS: &str = "That email and password do not match an account.";
 
@@ -91,15 +95,14 @@ pub async fn register(
         Ok(password) => password,
         Err(err) => return again(layout, err.to_string()),
     };
+    // A duplicate is refused before the (deliberately slow) hash is made.
+    if state.db.user_by_email(&email).await?.is_some() {
+        return again(layout, DUPLICATE.into());
+    }
     let hash = hash_password(password).await?;
     let id = match state.db.create_user(&email, &hash).await {
         Ok(id) => id,
-        Err(CreateUserError::Duplicate) => {
-            return again(
-                layout,
-                "An account with this email already exists. Please log in.".into(),
-            );
-        }
+        Err(CreateUserError::Duplicate) => return again(layout, DUPLICATE.into()),
         Err(CreateUserError::Database(err)) => return Err(err.into()),
     };
     log::info!("User {id} registered.");
@@ -109,6 +112,7 @@ pub async fn register(
 }
 
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     layout: Layout,
@@ -129,17 +133,9 @@ pub async fn login(
     ) else {
         return refuse(layout);
     };
-    // Failures are counted per account in the session store, so the limit holds across
-    // replicas; a locked account is refused before any password is checked.
-    let counter = failures_key(&email);
-    if state
-        .store
-        .counted(&counter)
-        .await
-        .map_err(ShopError::Unavailable)?
-        >= MAX_FAILED_LOGINS
-    {
-        log::warn!("Login refused: too many failures for one account in the window.");
+    let limits = LoginLimits::of(&req, &state, &email);
+    if !limits.reserve(&state).await? {
+        log::warn!("Login refused: too many failed attempts for one account from one client.");
         let page = LoginPage {
             layout,
             email: email.to_string(),
@@ -147,8 +143,8 @@ pub async fn login(
         };
         let mut response = render_with_status(&page, StatusCode::TOO_MANY_REQUESTS)?;
         response.headers_mut().insert(
-            actix_web::http::header::RETRY_AFTER,
-            actix_web::http::header::HeaderValue::from(FAILED_LOGIN_WINDOW.whole_seconds()),
+            header::RETRY_AFTER,
+            header::HeaderValue::from(FAILED_LOGIN_WINDOW.whole_seconds()),
         );
         return Ok(response);
     }
@@ -161,44 +157,89 @@ pub async fn login(
     match user {
         Some(user) if matches => {
             let id = UserId::from_db(user.id);
-            state
-                .store
-                .reset(&counter)
-                .await
-                .map_err(ShopError::Unavailable)?;
+            limits.succeeded(&state).await?;
             session.log_in(id, user.email)?;
             log::info!("User {id} logged in.");
             Ok(see_other("/"))
         }
-        _ => {
-            state
-                .store
-                .count(&counter, &FAILED_LOGIN_WINDOW)
-                .await
-                .map_err(ShopError::Unavailable)?;
-            refuse(layout)
-        }
+        // The attempt was counted when it was reserved.
+        _ => refuse(layout),
     }
 }
 
-/// Failed logins allowed per account within the window before it is locked for the window.
-pub const MAX_FAILED_LOGINS: u32 = 5;
+/// Failed logins allowed for one account from one client address within the window; more are
+/// refused with 429, without checking the password. Keyed by the client too, so that an
+/// attacker who knows an email cannot lock its owner out.
+pub const MAX_FAILED_LOGINS: i64 = 5;
+
+/// Failed logins allowed from one client address across all accounts within the window
+/// (credential stuffing).
+pub const MAX_FAILED_LOGINS_PER_CLIENT: i64 = 20;
 
 /// The window in which failures count, and how long a locked account stays locked after the
-/// last failure.
+/// last attempt.
 pub const FAILED_LOGIN_WINDOW: actix_web::cookie::time::Duration =
     actix_web::cookie::time::Duration::minutes(15);
 
-const LOCKED_OUT: &str =
-    "Too many failed attempts for this account. Please wait 15 minutes and try again.";
+const LOCKED_OUT: &str = "Too many failed attempts to sign in from here. Please wait 15 minutes \
+     and try again, or sign in from another network.";
 
-/// The store key of an account's failure count: a fixed hash of the email, the same in every
-/// replica, never the email itself.
-fn failures_key(email: &Email) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    email.as_str().hash(&mut hasher);
-    format!("login-failures-{:016x}", hasher.finish())
+/// The two counters a login attempt is counted in, in the session store (so every replica sees
+/// them), under names keyed with `SESSION_SECRET`: neither the email nor the address is stored,
+/// and nobody without the secret can tell which counter is whose.
+struct LoginLimits {
+    per_account: String,
+    per_client: String,
+}
+
+impl LoginLimits {
+    fn of(req: &HttpRequest, state: &AppState, email: &Email) -> Self {
+        let client = client_address(req, &state.trusted_proxies)
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let key = &state.cookie_key;
+        let account = format!("{}\n{client}", email.as_str());
+        Self {
+            per_account: format!(
+                "login-account-{}",
+                &keyed_hash(key, "login account", account.as_bytes())[..32]
+            ),
+            per_client: format!(
+                "login-client-{}",
+                &keyed_hash(key, "login client", client.as_bytes())[..32]
+            ),
+        }
+    }
+
+    /// Counts this attempt before any password is checked, atomically in the store: of N
+    /// concurrent guesses, at most the limit get through. False when over a limit.
+    async fn reserve(&self, state: &AppState) -> Result<bool, ShopError> {
+        let store = &state.store;
+        let window = &FAILED_LOGIN_WINDOW;
+        let account = store
+            .add_to_counter(&self.per_account, 1, window)
+            .await
+            .map_err(ShopError::Unavailable)?;
+        let client = store
+            .add_to_counter(&self.per_client, 1, window)
+            .await
+            .map_err(ShopError::Unavailable)?;
+        Ok(account <= MAX_FAILED_LOGINS && client <= MAX_FAILED_LOGINS_PER_CLIENT)
+    }
+
+    /// A right password: the account's failures from this client are forgotten, and this
+    /// attempt no longer counts against the client.
+    async fn succeeded(&self, state: &AppState) -> Result<(), ShopError> {
+        let store = &state.store;
+        store
+            .reset(&self.per_account)
+            .await
+            .map_err(ShopError::Unavailable)?;
+        store
+            .add_to_counter(&self.per_client, -1, &FAILED_LOGIN_WINDOW)
+            .await
+            .map_err(ShopError::Unavailable)?;
+        Ok(())
+    }
 }
 
 pub async fn logout(session: ShopSession, _: CheckedForm<NoFields>) -> HttpResponse {
@@ -215,12 +256,20 @@ pub async fn logout(session: ShopSession, _: CheckedForm<NoFields>) -> HttpRespo
 static HASHING: LazyLock<Semaphore> =
     LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
 
+/// How long a request waits for a hashing slot before it is answered 503 with `Retry-After`:
+/// a flood of logins gets a quick "try again" instead of a queue that stalls every login.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn hashing<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ShopError> {
-    let _permit = HASHING
-        .acquire()
+    let _permit = tokio::time::timeout(HASHING_WAIT, HASHING.acquire())
         .await
+        .map_err(|_| {
+            ShopError::Unavailable(anyhow::anyhow!(
+                "no password hashing slot was free within {HASHING_WAIT:?}"
+            ))
+        })?
         .context("the password hashing gate is closed")?;
     Ok(web::block(work)
         .await

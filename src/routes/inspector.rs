@@ -25,6 +25,10 @@ pub async fn show(
     state: web::Data<AppState>,
     layout: Layout,
 ) -> Result<SessionPage, ShopError> {
+    // An operator's tool: off in production unless SESSION_INSPECTOR=1.
+    if !state.session_inspector {
+        return Err(ShopError::NotFound);
+    }
     let cookie_bytes = req.cookie(SESSION_COOKIE).map_or(0, |c| c.value().len());
     let key = state.session_key(&req);
     let stored = match &key {

@@ -16,6 +16,8 @@ pub struct Layout {
     pub cart_count: u32,
     pub csrf_token: String,
     pub flash: Option<Flash>,
+    /// Whether the footer links to the store inspector (`SESSION_INSPECTOR`).
+    pub inspector: bool,
 }
 
 impl Layout {
@@ -28,6 +30,7 @@ impl Layout {
             cart_count: 0,
             csrf_token: String::new(),
             flash: None,
+            inspector: state.session_inspector,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Sessions in Memcached: simple, fast and volatile, which is acceptable for sessions. Keys are
-//! spread over every server in `MEMCACHED_SERVERS` by rendezvous hashing (memcache's `exp`
-//! client), so adding or losing a server moves only that server's keys.
+//! spread over every server in `MEMCACHED_SERVERS` by rendezvous hashing over XXH3 (see
+//! [`XxhRendezvous`]), so adding or losing a server moves only that server's keys, and every
+//! replica, whatever toolchain built it, sends a key to the same server.
 //!
 //! `add` creates (never overwrites), `replace` updates (never resurrects a deleted or expired
 //! session), `touch` refreshes the expiry. With several servers, losing one logs out only the
@@ -12,7 +13,7 @@ use std::time::Duration as StdDuration;
 
 use actix_web::cookie::time::Duration;
 use anyhow::Context;
-use memcache::exp::{AsyncMemcache, Meta, Ttl};
+use memcache::exp::{AsyncMemcache, Meta, Router, Ttl};
 
 #[derive(Clone)]
 pub struct MemcachedStore {
@@ -30,8 +31,41 @@ fn ttl(ttl: &Duration) -> Ttl {
     )
 }
 
+/// Which server a key lives on, by a fixed, published definition any client can reproduce:
+/// rendezvous (highest random weight) hashing where server `s` scores key `k` as
+/// `XXH3-64(s ‖ 0x00 ‖ k)` with seed 0, `s` being the server exactly as configured
+/// (`host:port`) and `k` the full key with its prefix; the highest score wins, a tie goes to the
+/// server listed first. (memcache's own router hashes with std's `DefaultHasher`, which Rust
+/// may change between releases: replicas built by different toolchains would disagree.)
+#[derive(Debug, Clone, Copy)]
+pub struct XxhRendezvous;
+
+impl XxhRendezvous {
+    pub fn score(server: &str, key: &[u8]) -> u64 {
+        let mut input = Vec::with_capacity(server.len() + 1 + key.len());
+        input.extend_from_slice(server.as_bytes());
+        input.push(0);
+        input.extend_from_slice(key);
+        xxhash_rust::xxh3::xxh3_64(&input)
+    }
+}
+
+impl Router for XxhRendezvous {
+    fn route(&self, key: &[u8], servers: &[String]) -> usize {
+        let mut best = (0, 0_u64);
+        for (index, server) in servers.iter().enumerate() {
+            let score = Self::score(server, key);
+            if index == 0 || score > best.1 {
+                best = (index, score);
+            }
+        }
+        best.0
+    }
+}
+
 async fn client(servers: &[String]) -> anyhow::Result<AsyncMemcache> {
     AsyncMemcache::builder()
+        .router(XxhRendezvous)
         .timeout(StdDuration::from_millis(500))
         .connect_timeout(StdDuration::from_millis(500))
         .connect_async(servers.iter().map(String::as_str))
@@ -186,6 +220,39 @@ impl MemcachedStore {
         Ok(set.applied())
     }
 
+    /// A meta arithmetic command: creates the counter at `delta` (or 0) if missing, else adds
+    /// `delta` (a decrement stops at zero), and restarts its window.
+    pub async fn add_to_counter(
+        &self,
+        name: &str,
+        delta: i64,
+        window: &Duration,
+    ) -> anyhow::Result<i64> {
+        let key = self.key(name);
+        let seconds = u32::try_from(window.whole_seconds())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let window = Ttl::secs(seconds);
+        let meta = self.client.meta();
+        let request = if delta >= 0 {
+            meta.increment(&key)
+                .delta(delta.unsigned_abs())
+                .initial(delta.unsigned_abs(), seconds)
+        } else {
+            meta.decrement(&key)
+                .delta(delta.unsigned_abs())
+                .initial(0, seconds)
+        };
+        let counted = request
+            .ttl(window)
+            .send()
+            .await
+            .context("could not count in Memcached")?;
+        Ok(counted
+            .value
+            .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)))
+    }
+
     pub async fn touch(&self, key: &str, ttl_: &Duration) -> anyhow::Result<()> {
         self.client
             .touch(self.key(key), ttl(ttl_))
@@ -213,5 +280,67 @@ impl MemcachedStore {
             .and_then(|info| info.ttl)
             .map_or(-1, |ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         Ok(Some((String::from_utf8_lossy(&value).into_owned(), ttl)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVERS: [&str; 3] = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"];
+
+    fn route(key: &str) -> usize {
+        let servers: Vec<String> = SERVERS.iter().map(|s| (*s).to_owned()).collect();
+        XxhRendezvous.route(key.as_bytes(), &servers)
+    }
+
+    /// Golden vectors: where these keys live among three servers, and the scores behind it,
+    /// checked against an independent XXH3 (Python's `xxhash`). A change of toolchain, hasher
+    /// or crate version that moved a key would log out its shopper: this test says so first.
+    #[test]
+    fn keys_land_on_the_servers_the_published_definition_says() {
+        let zeros = format!("shop:session:{}", "0".repeat(64));
+        let effs = format!("shop:session:{}", "f".repeat(64));
+        assert_eq!(route(&zeros), 1);
+        assert_eq!(route(&effs), 0);
+        assert_eq!(
+            route("shop:session:login-account-0123456789abcdef0123456789abcdef"),
+            2
+        );
+        assert_eq!(route("shop:session:user-sessions-42"), 1);
+        assert_eq!(
+            [route("a"), route("b"), route("c"), route("d")],
+            [1, 1, 2, 0]
+        );
+        assert_eq!(
+            XxhRendezvous::score(SERVERS[0], zeros.as_bytes()),
+            0x5d85_369e_39ba_6292
+        );
+        assert_eq!(
+            XxhRendezvous::score(SERVERS[0], b"d"),
+            0xcaf1_0aa1_66c9_51fa
+        );
+        assert_eq!(xxhash_rust::xxh3::xxh3_64(b""), 0x2d06_8005_38d3_94c2);
+    }
+
+    #[test]
+    fn losing_a_server_moves_only_its_keys() {
+        let three: Vec<String> = SERVERS.iter().map(|s| (*s).to_owned()).collect();
+        let two = vec![three[0].clone(), three[2].clone()];
+        let mut moved = 0;
+        for i in 0..3000 {
+            let key = format!("shop:session:{i:064x}");
+            let before = XxhRendezvous.route(key.as_bytes(), &three);
+            let after = XxhRendezvous.route(key.as_bytes(), &two);
+            match before {
+                1 => moved += 1,
+                0 => assert_eq!(after, 0),
+                _ => assert_eq!(after, 1),
+            }
+        }
+        assert!(
+            (800..1200).contains(&moved),
+            "{moved} of 3000 keys were on the lost server"
+        );
     }
 }

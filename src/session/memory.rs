@@ -94,6 +94,26 @@ impl MemoryStore {
         }))
     }
 
+    /// Adds to a counter kept as text, restarting its window; never below zero.
+    pub async fn add_to_counter(
+        &self,
+        name: &str,
+        delta: i64,
+        window: &Duration,
+    ) -> anyhow::Result<i64> {
+        let now = now_millis();
+        Ok(self.with_map(|map| {
+            let current = map
+                .get(name)
+                .filter(|(_, exp)| *exp > now)
+                .and_then(|(value, _)| value.parse::<i64>().ok())
+                .unwrap_or(0);
+            let next = current.saturating_add(delta).max(0);
+            map.insert(name.to_owned(), (next.to_string(), now + millis(window)));
+            next
+        }))
+    }
+
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
         let now = now_millis();
         self.with_map(|map| {

@@ -46,13 +46,14 @@ pub(crate) mod codec_for_tests {
 }
 pub use index::LiveSession;
 #[cfg(feature = "memcached")]
-pub use memcached::MemcachedStore;
+pub use memcached::{MemcachedStore, XxhRendezvous};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use shopper::{
-    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, ShopSession, SignedInUser, cart_in,
-    end_expired_sign_in, put_cart_and_flash, user_in,
+    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, PendingCheckout, ShopSession, SignedInUser,
+    cart_in, end_expired_sign_in, pending_checkout_in, put_cart_and_flash, put_pending_checkout,
+    user_in,
 };
 pub use sql::SqlStore;
 pub use stats::{Operation, StoreStats};
@@ -469,30 +470,25 @@ impl Store {
         .await
     }
 
-    /// Counts one more event under `name` (a failed login for an account, say) and returns the
-    /// count; the count lives in the store, so every replica sees it, and expires `window` after
-    /// the last event.
-    pub async fn count(&self, name: &str, window: &Duration) -> anyhow::Result<u32> {
-        self.update_record(name, window, |raw| {
-            let next = raw
-                .map_or(0, |raw| {
-                    String::from_utf8_lossy(raw).parse::<u32>().unwrap_or(0)
-                })
-                .saturating_add(1);
-            (next.to_string(), next)
+    /// Adds `delta` to the counter under `name` atomically in the store (Redis `INCRBY`,
+    /// Memcached meta arithmetic, an SQL upsert), so concurrent requests on every replica each
+    /// get their own count, and returns the new value (never below zero). The counter expires
+    /// `window` after its last change.
+    pub async fn add_to_counter(
+        &self,
+        name: &str,
+        delta: i64,
+        window: &Duration,
+    ) -> anyhow::Result<i64> {
+        self.measured(Operation::Update, async {
+            dispatch!(self, store => store.add_to_counter(name, delta, window).await)
         })
         .await
     }
 
-    /// The current count under `name`; 0 when there is none or it expired.
-    pub async fn counted(&self, name: &str) -> anyhow::Result<u32> {
-        let raw = dispatch!(self, store => store.get(name).await)?;
-        Ok(raw.map_or(0, |raw| String::from_utf8_lossy(&raw).parse().unwrap_or(0)))
-    }
-
-    /// Forgets the count under `name`.
+    /// Forgets the counter under `name`.
     pub async fn reset(&self, name: &str) -> anyhow::Result<()> {
-        dispatch!(self, store => store.remove(name).await)
+        self.remove_key(name).await
     }
 }
 

@@ -38,6 +38,15 @@ static COMPARE_AND_SWAP: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// Adds to a counter and restarts its window, atomically; never below zero.
+static ADD_TO_COUNTER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) \
+         if n < 0 then n = 0 redis.call('SET', KEYS[1], 0) end \
+         redis.call('PEXPIRE', KEYS[1], ARGV[2]) return n",
+    )
+});
+
 thread_local! {
     /// One connection per store and thread. A connection's driver task runs on the runtime that
     /// made it; made on an actix worker's own runtime, a command never crosses threads. (One
@@ -168,6 +177,22 @@ impl RedisStore {
             .await
             .context("could not update a session in Redis")?;
         Ok(swapped == 1)
+    }
+
+    /// `INCRBY` and `PEXPIRE` in one script: the counter's new value.
+    pub async fn add_to_counter(
+        &self,
+        name: &str,
+        delta: i64,
+        window: &Duration,
+    ) -> anyhow::Result<i64> {
+        ADD_TO_COUNTER
+            .key(self.key(name))
+            .arg(delta)
+            .arg(millis(window).max(1))
+            .invoke_async(&mut self.connection().await?)
+            .await
+            .context("could not count in Redis")
     }
 
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! The typed face of a session: the handlers never touch raw keys or JSON.
 //!
 //! What lives here is small on purpose: the signed-in user's id and email, the cart lines, one
-//! flash message and the CSRF nonce. Everything else is read from the database when needed.
+//! flash message and the CSRF token. Everything else is read from the database when needed.
 //!
 //! Nothing here writes for a visitor who changes nothing: reading the cart, the user or a form
 //! token leaves the session as it was, so a crawler's page views create no stored session.
@@ -14,9 +14,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use subtle::ConstantTimeEq;
 
 use super::csrf;
-use crate::domain::{Cart, UserId};
+use crate::domain::{Cart, CartLine, UserId};
 use crate::error::ShopError;
 use crate::startup::AppState;
 
@@ -24,6 +25,7 @@ const USER: &str = "user";
 const CART: &str = "cart";
 const FLASH: &str = "flash";
 const CSRF: &str = "csrf";
+const CHECKOUT: &str = "checkout";
 
 /// The user a session belongs to, once logged in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,16 +118,15 @@ impl ShopSession {
         }
     }
 
-    /// Writes a value. The first write of a visitor's session also binds the CSRF nonce of
-    /// their cookie to it, so the forms they already have open keep working.
+    /// Writes a value. The first write of a visitor's session also binds the form token of
+    /// their nonce cookie to it, so the forms they already have open keep working.
     fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), ShopError> {
         let unexpected = |err: actix_session::SessionInsertError| {
             ShopError::Unexpected(anyhow::anyhow!("{err}"))
         };
         if key != CSRF && !self.session.contains_key(CSRF) {
-            self.session
-                .insert(CSRF, self.request_nonce().value)
-                .map_err(unexpected)?;
+            let token = self.guest_token().ok_or(ShopError::Csrf)?;
+            self.session.insert(CSRF, token).map_err(unexpected)?;
         }
         self.session.insert(key, value).map_err(unexpected)
     }
@@ -141,7 +142,8 @@ impl ShopSession {
     /// keeping the guest cart, with a new CSRF token.
     pub fn log_in(&self, id: UserId, email: String) -> Result<(), ShopError> {
         self.session.renew();
-        self.insert(CSRF, csrf::new_nonce())?;
+        let state = self.app().ok_or(ShopError::Csrf)?;
+        self.insert(CSRF, csrf::token(&state.cookie_key, &csrf::new_nonce()))?;
         let agent = self
             .req
             .headers()
@@ -185,6 +187,11 @@ impl ShopSession {
         self.get(CART).unwrap_or_default()
     }
 
+    /// The checkout claimed in this session when the request started, if any.
+    pub fn pending_checkout(&self) -> Option<PendingCheckout> {
+        self.get(CHECKOUT)
+    }
+
     pub fn set_cart(&self, cart: &Cart) -> Result<(), ShopError> {
         if cart.is_empty() {
             if self.session.contains_key(CART) {
@@ -196,39 +203,42 @@ impl ShopSession {
         }
     }
 
-    fn request_nonce(&self) -> csrf::Nonce {
-        let secure = self.app().is_some_and(|state| state.cookie_secure);
-        csrf::nonce_of(&self.req, secure)
+    /// The token of the visitor's nonce cookie (the nonce is made now, and set on the
+    /// response, if there is none), and whether the nonce was made during this request.
+    fn guest_token_and_age(&self) -> Option<(String, bool)> {
+        let state = self.app()?;
+        let nonce = csrf::nonce_of(&self.req, state.cookie_secure);
+        Some((csrf::token(&state.cookie_key, &nonce.value), nonce.is_new))
     }
 
-    /// The nonce the forms of this session are signed with: the stored session's own once it
-    /// has one, else the visitor's cookie's (made now, and set on the response, if missing).
-    fn nonce(&self) -> csrf::Nonce {
-        match self.get::<String>(CSRF) {
-            Some(value) => csrf::Nonce {
-                value,
-                is_new: false,
-            },
-            None => self.request_nonce(),
-        }
+    fn guest_token(&self) -> Option<String> {
+        self.guest_token_and_age().map(|(token, _)| token)
     }
 
-    /// The token for this session's forms. Writes nothing to the store.
+    /// The token for this session's forms: the stored session's own once it has one (kept
+    /// there, so a signed-in page view computes nothing), else the one signed from the
+    /// visitor's nonce cookie. Writes nothing to the store.
     pub fn csrf_token(&self) -> Result<String, ShopError> {
-        let state = self.app().ok_or(ShopError::Csrf)?;
-        Ok(csrf::token(&state.cookie_key, &self.nonce().value))
+        self.get::<String>(CSRF)
+            .or_else(|| self.guest_token())
+            .ok_or(ShopError::Csrf)
     }
 
-    /// Checks a submitted token against this session's nonce, in constant time. A nonce made
-    /// during this very request (no cookie, no session) matches nothing, and neither does a
-    /// request the browser marks as cross-site.
+    /// Checks a submitted token against this session's, in constant time. A guest's nonce
+    /// made during this very request (no cookie) matches nothing, and neither does a request
+    /// the browser marks as cross-site.
     pub fn verify_csrf(&self, submitted: &str) -> Result<(), ShopError> {
-        let nonce = self.nonce();
-        match self.app() {
-            Some(state)
-                if !nonce.is_new
-                    && !csrf::is_cross_site(&self.req)
-                    && csrf::matches(&state.cookie_key, &nonce.value, submitted) =>
+        let expected = match self.get::<String>(CSRF) {
+            Some(token) => Some(token),
+            None => self
+                .guest_token_and_age()
+                .and_then(|(token, is_new)| (!is_new).then_some(token)),
+        };
+        match expected {
+            Some(expected)
+                if !csrf::is_cross_site(&self.req)
+                    && !submitted.is_empty()
+                    && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) =>
             {
                 Ok(())
             }
@@ -264,6 +274,54 @@ pub fn cart_in(state: &super::State) -> Cart {
         .get(CART)
         .and_then(|value| serde_json::from_str(value).ok())
         .unwrap_or_default()
+}
+
+/// A checkout claimed in the session: the token its order is placed under (unique among orders)
+/// and the lines it orders. Every request that checks out while it is there joins it instead of
+/// starting another, so a double click or ten racing requests place one order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCheckout {
+    pub token: String,
+    pub lines: Vec<CartLine>,
+    /// Seconds since the epoch.
+    pub started_at: i64,
+    /// The order it placed, once placed: a request that asks again with the cart emptied by
+    /// that order lands on it.
+    #[serde(default)]
+    pub order: Option<i64>,
+}
+
+impl PendingCheckout {
+    /// A new claim on `lines`, with a fresh token.
+    pub fn new(lines: &[CartLine]) -> Self {
+        Self {
+            token: csrf::new_nonce(),
+            lines: lines.to_vec(),
+            started_at: super::now(),
+            order: None,
+        }
+    }
+}
+
+/// The checkout claimed in a state read straight from the store, if any.
+pub fn pending_checkout_in(state: &super::State) -> Option<PendingCheckout> {
+    serde_json::from_str(state.get(CHECKOUT)?).ok()
+}
+
+/// Claims a checkout in a state read straight from the store, or clears the claim.
+pub fn put_pending_checkout(
+    state: &mut super::State,
+    pending: Option<&PendingCheckout>,
+) -> serde_json::Result<()> {
+    match pending {
+        Some(pending) => {
+            state.insert(CHECKOUT.to_owned(), serde_json::to_string(pending)?);
+        }
+        None => {
+            state.remove(CHECKOUT);
+        }
+    }
+    Ok(())
 }
 
 /// Puts the cart and a flash message into a state read straight from the store.

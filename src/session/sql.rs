@@ -173,6 +173,37 @@ impl SqlStore {
         Ok(swapped.rows_affected() == 1)
     }
 
+    /// Adds to a counter kept as a row, restarting its window, in one upsert: an expired row
+    /// starts again from zero; the value never goes below zero.
+    pub async fn add_to_counter(
+        &self,
+        name: &str,
+        delta: i64,
+        window: &Duration,
+    ) -> anyhow::Result<i64> {
+        let now = now_millis();
+        let (value,): (String,) = sqlx::query_as(
+            "INSERT INTO sessions (key, state, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET
+               state = CASE
+                 WHEN sessions.expires_at <= $4 THEN excluded.state
+                 WHEN CAST(sessions.state AS BIGINT) + $5 < 0 THEN '0'
+                 ELSE CAST(CAST(sessions.state AS BIGINT) + $5 AS TEXT)
+               END,
+               expires_at = excluded.expires_at
+             RETURNING state",
+        )
+        .bind(name)
+        .bind(delta.max(0).to_string())
+        .bind(now + millis(window))
+        .bind(now)
+        .bind(delta)
+        .fetch_one(&self.pool)
+        .await
+        .context("could not count")?;
+        Ok(value.parse().unwrap_or(0))
+    }
+
     /// Pushes a live row's expiry back without touching its state (so a compare-and-set that
     /// read it still applies); a row expired or deleted meanwhile stays gone.
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {

@@ -114,9 +114,11 @@ async fn concurrent_logins_are_all_listed() {
     let replica = spawn_replica(&app).await;
     let mut logins = tokio::task::JoinSet::new();
     for i in 0..8 {
-        let client = spawn_client_named(
+        // From eight addresses: one client's concurrent sign-ins beyond the limit get 429.
+        let client = crate::helpers::spawn_client_from(
             if i % 2 == 0 { &app } else { &replica },
             &format!("Browser {i}"),
+            format!("127.0.0.{}", 10 + i).parse().unwrap(),
         );
         let email = email.clone();
         logins.spawn(async move {

@@ -166,3 +166,74 @@ async fn a_successful_login_clears_the_failures() {
     }
     app.login(&email, PASSWORD).await.assert_redirects_to("/");
 }
+
+#[tokio::test]
+async fn forty_concurrent_wrong_passwords_check_at_most_five_and_never_lock_out_the_owner() {
+    let app = spawn_app().await;
+    let email = unique_email("target");
+    let owner = crate::helpers::spawn_client(&app);
+    owner.register(&email).await.assert_redirects_to("/");
+    owner.logout().await;
+    let attacker = crate::helpers::spawn_client(&app);
+    let token = attacker.csrf_token().await;
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let request = attacker.client.post(app.url("/login")).form(&[
+            ("email", email.as_str()),
+            ("password", &format!("wrong guess {i}")),
+            ("csrf_token", token.as_str()),
+        ]);
+        guesses.spawn(async move { request.send().await.unwrap().status() });
+    }
+    let (mut checked, mut refused) = (0, 0);
+    while let Some(status) = guesses.join_next().await {
+        match status.unwrap() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => panic!("a guess answered {other}"),
+        }
+    }
+    println!("40 concurrent guesses: {checked} checked, {refused} refused");
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} passwords were checked"
+    );
+    assert_eq!(checked + refused, 40);
+    // The owner, from another address, signs in at the first try.
+    let from_elsewhere =
+        shop::lab::shopper::Shopper::new(&app.address, &email, Some("127.0.0.3".parse().unwrap()))
+            .unwrap();
+    assert!(
+        from_elsewhere.login(PASSWORD).await.unwrap(),
+        "the owner is not locked out"
+    );
+    // The attacker's address stays refused, even with the right password.
+    let page = attacker.login(&email, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn registering_a_taken_email_answers_before_any_hashing() {
+    let app = spawn_app().await;
+    let email = unique_email("taken");
+    app.register(&email).await;
+    let other = crate::helpers::spawn_client(&app);
+    let started = std::time::Instant::now();
+    let mut refusals = tokio::task::JoinSet::new();
+    // Sixteen at once: with a hash each, two cores would take well over a second.
+    for _ in 0..16 {
+        let request = other.client.post(app.url("/register")).form(&[
+            ("email", email.as_str()),
+            ("password", PASSWORD),
+            ("csrf_token", other.csrf_token().await.as_str()),
+        ]);
+        refusals.spawn(async move { request.send().await.unwrap().status() });
+    }
+    while let Some(status) = refusals.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::BAD_REQUEST);
+    }
+    println!(
+        "16 duplicate registrations refused in {:?}",
+        started.elapsed()
+    );
+}

@@ -441,12 +441,19 @@ async fn memcached_keys(servers: &str, prefix: &str) -> usize {
 
 /// Another shopper on `of`'s instance whose browser names itself `agent`.
 pub fn spawn_client_named(of: &TestApp, agent: &str) -> TestApp {
+    spawn_client_from(of, agent, "127.0.0.1".parse().unwrap())
+}
+
+/// Another shopper on `of`'s instance, connecting from `source` (a loopback address), whose
+/// browser names itself `agent`.
+pub fn spawn_client_from(of: &TestApp, agent: &str, source: std::net::IpAddr) -> TestApp {
     let jar = Arc::new(Jar::default());
     TestApp {
         client: Client::builder()
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(agent)
+            .local_address(source)
             .build()
             .expect("a client"),
         jar,

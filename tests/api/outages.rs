@@ -296,6 +296,7 @@ async fn postgres_outage_gives_503_and_the_shop_recovers() {
 #[cfg(feature = "memcached")]
 #[tokio::test]
 async fn losing_one_of_three_memcached_servers_logs_out_only_its_sessions() {
+    use memcache::exp::Router;
     let mut servers = Vec::new();
     for _ in 0..3 {
         servers.push(StoreProcess::start("memcached").await);
@@ -319,14 +320,30 @@ async fn losing_one_of_three_memcached_servers_logs_out_only_its_sessions() {
             .await
             .assert_redirects_to("/cart");
     }
+    // Each session lives on the server the published routing function names, and only there.
+    let prefix = shoppers[0].settings["SESSION_KEY_PREFIX"].clone();
+    let mut on_the_lost_server = Vec::new();
+    for shopper in &shoppers {
+        let key = format!("{prefix}{}", crate::sessions::session_key(shopper));
+        let home = shop::session::XxhRendezvous.route(key.as_bytes(), &list);
+        for (index, server) in list.iter().enumerate() {
+            assert_eq!(
+                memcached_has(server, &key).await,
+                index == home,
+                "{key} on {server}"
+            );
+        }
+        on_the_lost_server.push(home == 1);
+    }
     servers[1].stop().await;
     let mut kept = 0;
-    for shopper in &shoppers {
+    for (shopper, lost) in shoppers.iter().zip(on_the_lost_server) {
         let page = shopper.get("/cart").await;
         assert_eq!(page.status, StatusCode::OK, "the shop keeps working");
         match crate::helpers::cart_lines(&page.body).as_slice() {
-            [(1, 1)] => kept += 1,
+            [(1, 1)] if !lost => kept += 1,
             [] => {
+                assert!(lost, "a session on a live server was lost");
                 // Logged out: a new session works at once.
                 shopper
                     .add_to_cart(2, "1")
@@ -334,7 +351,7 @@ async fn losing_one_of_three_memcached_servers_logs_out_only_its_sessions() {
                     .assert_redirects_to("/cart");
                 assert_eq!(shopper.cart().await, vec![(2, 1)]);
             }
-            other => panic!("unexpected cart {other:?}"),
+            other => panic!("unexpected cart {other:?} (on the lost server: {lost})"),
         }
     }
     println!(
@@ -346,6 +363,24 @@ async fn losing_one_of_three_memcached_servers_logs_out_only_its_sessions() {
         "only the lost server's sessions are gone"
     );
     assert_eq!(shoppers[0].get("/readyz").await.status, StatusCode::OK);
+}
+
+/// Whether a Memcached server holds `key`, asked with the meta protocol over a plain socket.
+#[cfg(feature = "memcached")]
+async fn memcached_has(server: &str, key: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server).await.unwrap();
+    stream
+        .write_all(format!("mg {key}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = [0_u8; 64];
+    let n = stream.read(&mut answer).await.unwrap();
+    match &answer[..n] {
+        [b'H', b'D', ..] => true,
+        [b'E', b'N', ..] => false,
+        other => panic!("memcached answered {}", String::from_utf8_lossy(other)),
+    }
 }
 
 /// Three replicas behind nginx, a shopper browsing steadily, and the store unreachable for ten
