@@ -117,37 +117,34 @@ impl MemcachedStore {
         Ok(())
     }
 
-    /// With several servers, a server that does not answer means "no session" for the keys it
-    /// held; with one, it is an outage.
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        match self.client.get::<Vec<u8>>(self.key(key)).await {
-            Ok(raw) => Ok(raw),
-            Err(err) if self.spreads_keys() => {
-                log::warn!(
-                    "The Memcached server of session {} does not answer ({err}); \
-                     treating it as no session.",
-                    &key[..key.len().min(8)]
-                );
-                Ok(None)
-            }
-            Err(err) => {
-                Err(anyhow::Error::new(err).context("could not load a session from Memcached"))
-            }
-        }
+        let read = self.client.get::<Vec<u8>>(self.key(key)).await;
+        self.absent_if_spread(key, read)
     }
 
     /// A meta get with the touch flag: the read that also slides the expiry, in the same round
-    /// trip. A missing key stays missing. Server failures are treated as in [`Self::get`].
+    /// trip. A missing key stays missing.
     pub async fn get_sliding(&self, key: &str, ttl_: &Duration) -> anyhow::Result<Option<Vec<u8>>> {
-        match self
+        let read = self
             .client
             .meta()
             .get(self.key(key))
             .touch(ttl(ttl_))
             .send()
             .await
-        {
-            Ok(read) => Ok(read.value),
+            .map(|read| read.value);
+        self.absent_if_spread(key, read)
+    }
+
+    /// With several servers, a server that does not answer means "no session" for the keys it
+    /// held; with one, it is an outage.
+    fn absent_if_spread(
+        &self,
+        key: &str,
+        read: Result<Option<Vec<u8>>, memcache::exp::Error>,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
+        match read {
+            Ok(raw) => Ok(raw),
             Err(err) if self.spreads_keys() => {
                 log::warn!(
                     "The Memcached server of session {} does not answer ({err}); \
