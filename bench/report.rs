@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use shop::lab::svg::Chart;
 use shop::session::Backend;
 
 use crate::wrk::WrkResult;
@@ -196,50 +197,36 @@ pub fn svg(runs: &[StoreRun], ceiling: &WrkResult) -> String {
     ];
     let colors = ["#38a169", "#2b6cb0", "#63b3ed", "#dd6b20", "#718096"];
     let (group, bar, left, width) = (132.0, 22.0, 40.0, 720.0);
-    let height = 108.0 + group * runs.len() as f64;
-    let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="13">
-<rect width="{w}" height="{height}" fill="#fff"/>
-<text x="20" y="26" font-size="16" font-weight="bold">Requests per second as a fraction of the ceiling ({c:.0} req/s)</text>
-"##,
-        w = width + 260.0,
-        c = ceiling.rps
+    let mut chart = Chart::new(
+        width + 260.0,
+        108.0 + group * runs.len() as f64,
+        13,
+        &format!(
+            "Requests per second as a fraction of the ceiling ({:.0} req/s)",
+            ceiling.rps
+        ),
     );
     for (i, (path, color)) in paths.iter().zip(colors).enumerate() {
         let x = 20.0 + 190.0 * (i % 4) as f64;
         let y = 38.0 + 18.0 * (i / 4) as f64;
-        let _ = writeln!(
-            out,
-            r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
-            x + 16.0,
-            y + 11.0,
-            path.label()
-        );
+        chart.bar(x, y, 12.0, 12.0, color);
+        chart.text(x + 16.0, y + 11.0, "", path.label());
     }
     for (g, run) in runs.iter().enumerate() {
         let y0 = 88.0 + group * g as f64;
-        let _ = writeln!(
-            out,
-            r#"<text x="20" y="{}" font-weight="bold">{}</text>"#,
-            y0 + 12.0,
-            run.store
-        );
+        chart.text(20.0, y0 + 12.0, r#"font-weight="bold""#, run.store.name());
         for (i, (path, color)) in paths.iter().zip(colors).enumerate() {
             let Some(row) = run.row(*path) else { continue };
             let ratio = (row.wrk.rps / ceiling.rps).min(1.0);
             let y = y0 + 18.0 + bar * i as f64;
-            let _ = writeln!(
-                out,
-                r#"<rect x="{left}" y="{y}" width="{:.1}" height="{}" fill="{color}"/><text x="{:.1}" y="{:.1}">{:.2} ({:.0}/s)</text>"#,
-                ratio * width * 0.8,
-                bar - 4.0,
+            chart.bar(left, y, ratio * width * 0.8, bar - 4.0, color);
+            chart.text(
                 left + ratio * width * 0.8 + 6.0,
                 y + 13.0,
-                row.wrk.rps / ceiling.rps,
-                row.wrk.rps
+                "",
+                &format!("{:.2} ({:.0}/s)", row.wrk.rps / ceiling.rps, row.wrk.rps),
             );
         }
     }
-    out.push_str("</svg>\n");
-    out
+    chart.finish()
 }

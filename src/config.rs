@@ -3,12 +3,11 @@
 //! Twelve-factor III: configuration lives in the environment. Each variable is documented on its
 //! field with its default; a bad value stops start-up with a message that names the variable.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::session::Backend;
+use crate::session::{Backend, Secret, SessionConfig};
 
 /// The smallest secret actix-session accepts for signing and encrypting the cookie.
 pub const MIN_SECRET_BYTES: usize = 64;
@@ -56,60 +55,6 @@ pub struct Config {
     pub session_inspector: bool,
     /// Everything about sessions.
     pub session: SessionConfig,
-}
-
-/// Settings of the session layer.
-#[derive(Clone)]
-pub struct SessionConfig {
-    /// `SESSION_BACKEND`: `sqlite`, `redis`, `postgres`, `memcached` or `memory`.
-    /// Default: the one network store compiled in, else `sqlite`.
-    pub backend: Backend,
-    /// `SESSION_SECRET`: at least 64 bytes, the same on every instance.
-    pub secret: Secret,
-    /// `SESSION_TTL_SECONDS`: idle expiry enforced by the store. Default `1800`.
-    pub ttl_seconds: i64,
-    /// `SESSION_MAX_LOGIN_SECONDS`: absolute lifetime of a sign-in, however active.
-    /// Default `43200` (12 hours).
-    pub max_login_seconds: i64,
-    /// `COOKIE_SECURE`: the cookie's `Secure` flag. Default `true` in production, else `false`.
-    pub cookie_secure: bool,
-    /// `SESSION_DATABASE_URL`: the SQLite file (sqlite store) or PostgreSQL database (postgres
-    /// store) holding the sessions. Default `sqlite://data/sessions.db` for sqlite, and
-    /// `DATABASE_URL` for postgres when that is a PostgreSQL URL.
-    pub database_url: String,
-    /// `REDIS_URL`: the Redis store. Default `redis://127.0.0.1:6379`.
-    pub redis_url: String,
-    /// `MEMCACHED_SERVERS`: the Memcached store, a comma list. Default `127.0.0.1:11211`.
-    pub memcached_servers: Vec<String>,
-    /// `SESSION_KEY_PREFIX`: prefix of every key in a shared store. Default `shop:session:`.
-    pub key_prefix: String,
-}
-
-/// The cookie key material. Its `Debug` never shows the bytes.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(redacted)")
-    }
-}
-
-impl fmt::Debug for SessionConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionConfig")
-            .field("backend", &self.backend)
-            .field("ttl_seconds", &self.ttl_seconds)
-            .field("cookie_secure", &self.cookie_secure)
-            .field("key_prefix", &self.key_prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A variable that stops start-up, and why.
@@ -172,7 +117,7 @@ impl Config {
             None => Backend::default_compiled().map_err(|e| invalid("SESSION_BACKEND", e))?,
         };
         let secret = match get("SESSION_SECRET") {
-            Some(secret) if secret.len() >= MIN_SECRET_BYTES => Secret(secret.into_bytes()),
+            Some(secret) if secret.len() >= MIN_SECRET_BYTES => Secret::new(secret.into_bytes()),
             Some(secret) => {
                 return Err(invalid(
                     "SESSION_SECRET",
@@ -199,7 +144,7 @@ impl Config {
                     ),
                 ));
             }
-            None => Secret(DEVELOPMENT_SECRET.as_bytes().to_vec()),
+            None => Secret::new(DEVELOPMENT_SECRET.as_bytes().to_vec()),
         };
         let ttl_seconds =
             parse_number("SESSION_TTL_SECONDS", get("SESSION_TTL_SECONDS"), 1800_i64)?;
@@ -364,17 +309,6 @@ pub(crate) fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// The URL with any password replaced, fit for a log line.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
-}
-
 fn default_instance_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -387,6 +321,7 @@ fn default_instance_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::redact_url;
     use std::collections::HashMap;
 
     /// Settings with `SESSION_BACKEND=sqlite` unless the case names another, so the cases hold

@@ -8,11 +8,13 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod metrics;
 pub mod routes;
 pub mod session;
 pub mod startup;
+pub mod state;
 
 pub use config::Config;
 pub use startup::Application;

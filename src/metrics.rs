@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 use crate::session::Store;
-use crate::startup::AppState;
 
 /// Request latency buckets, 250 µs to 2.5 s.
 const BUCKETS: [f64; 12] = [
@@ -79,11 +77,4 @@ fn method_label(method: &str) -> &'static str {
         .into_iter()
         .find(|known| *known == method)
         .unwrap_or("OTHER")
-}
-
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, crate::error::ShopError> {
-    let body = state.metrics.render()?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(body))
 }

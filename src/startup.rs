@@ -20,12 +20,10 @@ use askama::Template;
 use crate::config::{AppEnv, Config};
 use crate::db::Database;
 use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
-use crate::metrics::{Metrics, metrics};
+use crate::metrics::Metrics;
 use crate::routes::{Layout, account, auth, cart, catalog, checkout, health, inspector, orders};
-use crate::session::{Backend, Store, csrf, end_expired_sign_in};
-
-/// The name of the cookie that carries the encrypted session key.
-pub const SESSION_COOKIE: &str = "shop_session";
+use crate::session::{Backend, SessionSettings, Store, csrf, end_expired_sign_in};
+pub use crate::state::{AppState, SESSION_COOKIE};
 
 /// Largest form body accepted; the biggest real form is well under 1 KiB.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -36,41 +34,6 @@ const STATIC_CACHE_CONTROL: &str = "public, max-age=86400";
 
 /// How often expired sessions are swept from stores that do not expire them on their own.
 const REAP_EVERY: StdDuration = StdDuration::from_secs(60);
-
-/// What every handler can reach.
-pub struct AppState {
-    pub db: Database,
-    pub store: Store,
-    pub instance: String,
-    pub backend: Backend,
-    /// Decrypts the session cookie, for the inspector page.
-    pub cookie_key: Key,
-    pub metrics: Metrics,
-    /// The idle expiry every write gives a session.
-    pub session_ttl: Duration,
-    /// How long a sign-in lasts at most, however active (`SESSION_MAX_LOGIN_SECONDS`).
-    pub max_login_seconds: i64,
-    /// Whether cookies are sent only over HTTPS (`COOKIE_SECURE`).
-    pub cookie_secure: bool,
-    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Whether `/session` shows the store inspector (`SESSION_INSPECTOR`).
-    pub session_inspector: bool,
-}
-
-impl AppState {
-    /// The session key in the request's cookie, decrypted; `None` without a valid cookie.
-    pub fn session_key(&self, req: &actix_web::HttpRequest) -> Option<String> {
-        let mut jar = actix_web::cookie::CookieJar::new();
-        jar.add_original(req.cookie(SESSION_COOKIE)?);
-        Some(
-            jar.private(&self.cookie_key)
-                .get(SESSION_COOKIE)?
-                .value()
-                .to_owned(),
-        )
-    }
-}
 
 /// A shop instance bound to its port, ready to run.
 pub struct Application {
@@ -120,11 +83,13 @@ impl Application {
             store: store.clone(),
             instance: config.instance_name.clone(),
             backend: store.backend(),
-            cookie_key: Key::from(config.session.secret.bytes()),
             metrics: Metrics::new(&store)?,
             session_ttl: Duration::seconds(config.session.ttl_seconds),
-            max_login_seconds: config.session.max_login_seconds,
-            cookie_secure: config.session.cookie_secure,
+            sessions: SessionSettings {
+                cookie_key: Key::from(config.session.secret.bytes()),
+                cookie_secure: config.session.cookie_secure,
+                max_login_seconds: config.session.max_login_seconds,
+            },
             trusted_proxies: config.trusted_proxies.clone(),
             session_inspector: config.session_inspector,
         });
@@ -196,7 +161,7 @@ fn serve_metrics(host: &str, port: u16, state: web::Data<AppState>) -> anyhow::R
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .route("/metrics", web::get().to(metrics))
+            .route("/metrics", web::get().to(health::metrics))
     })
     .workers(1)
     .listen(listener)?
@@ -225,7 +190,8 @@ fn run(
     state: web::Data<AppState>,
     config: &Config,
 ) -> anyhow::Result<Server> {
-    let key = state.cookie_key.clone();
+    let key = state.sessions.cookie_key.clone();
+    let session_settings = web::Data::new(state.sessions.clone());
     let ttl = state.session_ttl;
     let cookie_secure = config.session.cookie_secure;
     let static_dir = config.static_dir.clone();
@@ -246,6 +212,7 @@ fn run(
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
             .wrap(from_fn(finish_response))
             .app_data(state.clone())
+            .app_data(session_settings.clone())
             .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
             .service(
                 web::scope("/static")
@@ -256,7 +223,7 @@ fn run(
             .route("/readyz", web::get().to(health::readyz))
             .configure(|app| {
                 if public_metrics {
-                    app.route("/metrics", web::get().to(metrics));
+                    app.route("/metrics", web::get().to(health::metrics));
                 }
             })
             .service(
@@ -328,7 +295,7 @@ async fn refresh_session_cookie(
     let refreshed = actix_web::cookie::Cookie::build(SESSION_COOKIE, cookie.value().to_owned())
         .path("/")
         .http_only(true)
-        .secure(state.cookie_secure)
+        .secure(state.sessions.cookie_secure)
         .same_site(SameSite::Lax)
         .max_age(state.session_ttl)
         .finish();

@@ -112,12 +112,15 @@ impl Cluster {
         }
         let port = free_port()?;
         cluster.write_nginx_conf(port)?;
+        // Its own process group, master and workers: stopping the group stops them all, even
+        // when the work folder with the pid file is already gone.
         let child = Command::new(nginx_binary)
             .arg("-p")
             .arg(&cluster.config.work_dir)
             .args(["-c", "nginx.conf", "-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .context("could not start nginx")?;
@@ -150,6 +153,7 @@ impl Cluster {
             )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("could not start {}", replica.name))?;
@@ -247,24 +251,53 @@ impl Cluster {
         Ok(())
     }
 
-    fn stop_nginx(&mut self) {
-        if self.nginx.take().is_some() {
-            // `-s quit` reaches the workers too; killing the master alone would orphan them.
-            let _ = std::process::Command::new(find_nginx().unwrap_or_else(|_| "nginx".into()))
-                .arg("-p")
-                .arg(&self.config.work_dir)
-                .args(["-c", "nginx.conf", "-s", "stop"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+    /// The process groups of everything this cluster started (nginx's master and workers, and
+    /// each replica), to check that nothing outlives it.
+    pub fn process_groups(&self) -> Vec<u32> {
+        self.nginx
+            .iter()
+            .chain(self.replicas.iter().filter_map(|r| r.child.as_ref()))
+            .filter_map(Child::id)
+            .collect()
     }
+
+    /// Stops nginx: SIGTERM to its whole process group (the master alone would orphan its
+    /// workers, and `nginx -s stop` needs the pid file, which may be gone), a few seconds for
+    /// a graceful exit, then SIGKILL to whatever is left of the group.
+    fn stop_nginx(&mut self) {
+        let Some(mut master) = self.nginx.take() else {
+            return;
+        };
+        let Some(group) = master.id() else { return };
+        signal_group(group, "TERM");
+        for _ in 0..50 {
+            if !matches!(master.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        signal_group(group, "KILL");
+    }
+}
+
+/// Sends a signal to a process group with kill(1), which needs no unsafe code.
+pub fn signal_group(group: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{group}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_nginx();
-        // The replicas' children are killed on drop.
+        // Each replica is its own process group, with no children of its own.
+        for replica in &mut self.replicas {
+            if let Some(group) = replica.child.as_ref().and_then(Child::id) {
+                signal_group(group, "KILL");
+            }
+        }
     }
 }
 

@@ -6,8 +6,9 @@ pub mod cluster;
 pub mod report;
 pub mod scenario;
 pub mod shopper;
+pub mod svg;
 
-pub use cluster::{Balancing, Cluster, ClusterConfig};
+pub use cluster::{Balancing, Cluster, ClusterConfig, signal_group};
 pub use scenario::{Mode, Outcome};
 pub use shopper::Shopper;
 

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::scenario::Outcome;
+use super::svg::Chart;
 
 fn lost(outcome: &Outcome) -> usize {
     outcome.shoppers - outcome.kept_cart
@@ -70,12 +71,11 @@ pub fn markdown(outcomes: &[Outcome], narration: &[String]) -> String {
 /// A bar per setup: green for shoppers who kept login and cart, red for those who lost them.
 pub fn svg(outcomes: &[Outcome]) -> String {
     let (bar_width, row) = (360.0, 54.0);
-    let height = 70.0 + row * outcomes.len() as f64;
-    let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" font-family="sans-serif" font-size="15">
-<rect width="760" height="{height}" fill="#fff"/>
-<text x="20" y="30" font-size="18" font-weight="bold">Shoppers who kept login and cart after a replica was killed</text>
-"##
+    let mut chart = Chart::new(
+        760.0,
+        70.0 + row * outcomes.len() as f64,
+        15,
+        "Shoppers who kept login and cart after a replica was killed",
     );
     for (i, o) in outcomes.iter().enumerate() {
         let y = 55.0 + row * i as f64;
@@ -84,29 +84,21 @@ pub fn svg(outcomes: &[Outcome]) -> String {
         } else {
             o.kept_cart as f64 / o.shoppers as f64
         };
-        let label = escape(&o.mode.label());
-        let _ = write!(
-            out,
-            r##"<text x="20" y="{ty}">{label}</text>
-<rect x="380" y="{y}" width="{green}" height="26" fill="#38a169"/>
-<rect x="{rx}" y="{y}" width="{red}" height="26" fill="#e53e3e"/>
-<text x="380" y="{ly}" font-size="13">{kept_n} kept · {lost_n} lost</text>
-"##,
-            ty = y + 18.0,
-            green = bar_width * kept,
-            rx = 380.0 + bar_width * kept,
-            red = bar_width * (1.0 - kept),
-            ly = y + 42.0,
-            kept_n = o.kept_cart,
-            lost_n = lost(o),
+        chart.text(20.0, y + 18.0, "", &o.mode.label());
+        chart.bar(380.0, y, bar_width * kept, 26.0, "#38a169");
+        chart.bar(
+            380.0 + bar_width * kept,
+            y,
+            bar_width * (1.0 - kept),
+            26.0,
+            "#e53e3e",
+        );
+        chart.text(
+            380.0,
+            y + 42.0,
+            r#"font-size="13""#,
+            &format!("{} kept · {} lost", o.kept_cart, lost(o)),
         );
     }
-    out.push_str("</svg>\n");
-    out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    chart.finish()
 }

@@ -10,7 +10,7 @@ use super::{CheckedForm, Layout, NoFields, require_user, see_other};
 use crate::domain::utc_minute;
 use crate::error::ShopError;
 use crate::session::{FlashKind, LiveSession, ShopSession, now};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const SIGN_IN_FIRST: &str = "Please log in to see where you are signed in.";
 

@@ -20,7 +20,7 @@ use crate::domain::{Email, Password, UserId};
 use crate::error::ShopError;
 use crate::session::csrf::keyed_hash;
 use crate::session::{FlashKind, ShopSession};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A hash of a password nobody has, verified when the email is unknown so that both cases cost
 /// the same.
@@ -196,7 +196,7 @@ impl LoginLimits {
     fn of(req: &HttpRequest, state: &AppState, email: &Email) -> Self {
         let client = client_address(req, &state.trusted_proxies)
             .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        let key = &state.cookie_key;
+        let key = &state.sessions.cookie_key;
         let account = format!("{}\n{client}", email.as_str());
         Self {
             per_account: format!(

@@ -11,7 +11,7 @@ use crate::db::products::Product;
 use crate::domain::{Cart, Money, ProductId, Quantity};
 use crate::error::ShopError;
 use crate::session::{Flash, FlashKind, ModifyError, ShopSession, cart_in, put_cart_and_flash};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub struct CartRow {
     pub product: Product,

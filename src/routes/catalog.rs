@@ -8,7 +8,7 @@ use super::Layout;
 use crate::db::products::Product;
 use crate::domain::{MAX_PER_LINE, ProductId};
 use crate::error::ShopError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "catalog.html")]

@@ -22,7 +22,7 @@ use crate::session::{
     Flash, FlashKind, ModifyError, PendingCheckout, ShopSession, cart_in, now, pending_checkout_in,
     put_cart_and_flash, put_pending_checkout,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How long a claimed checkout is joined by later requests before it counts as abandoned.
 const STALE_CLAIM_SECONDS: i64 = 30;

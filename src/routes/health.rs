@@ -1,9 +1,9 @@
-//! Probes for a load balancer or orchestrator.
+//! Probes for a load balancer or orchestrator, and the metrics for Prometheus.
 
 use actix_web::{HttpResponse, web};
 
 use crate::error::RETRY_AFTER_SECONDS;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The process is alive and serving HTTP.
 pub async fn healthz() -> HttpResponse {
@@ -35,4 +35,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .content_type("text/plain")
             .body(problems.join("\n") + "\n")
     }
+}
+
+/// `GET /metrics`: the Prometheus text format (see `metrics`).
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, crate::error::ShopError> {
+    let body = state.metrics.render()?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body))
 }

@@ -8,7 +8,7 @@ use askama_web::WebTemplate;
 
 use super::Layout;
 use crate::error::ShopError;
-use crate::startup::{AppState, SESSION_COOKIE};
+use crate::state::{AppState, SESSION_COOKIE};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "session.html")]

@@ -7,7 +7,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use crate::error::ShopError;
 use crate::session::{Flash, ShopSession, SignedInUser};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub struct Layout {
     pub instance: String,

@@ -9,7 +9,7 @@ use crate::db::orders::{OrderLineRow, OrderRow};
 use crate::domain::OrderId;
 use crate::error::ShopError;
 use crate::session::ShopSession;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "orders.html")]

@@ -98,7 +98,7 @@ pub async fn issue_cookie(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let secure = req
-        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+        .app_data::<actix_web::web::Data<super::SessionSettings>>()
         .is_some_and(|state| state.cookie_secure);
     let mut response = next.call(req).await?;
     let new = response

@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 
+use super::redact_url;
 use super::sql::{Dialect, SqlStore};
-use crate::config::redact_url;
 use crate::db::connect_any;
 
 pub async fn connect(url: &str) -> anyhow::Result<SqlStore> {

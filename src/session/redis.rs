@@ -17,7 +17,7 @@ use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::codec::millis;
-use crate::config::redact_url;
+use super::redact_url;
 
 #[derive(Clone)]
 pub struct RedisStore {

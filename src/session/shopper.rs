@@ -16,10 +16,9 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use subtle::ConstantTimeEq;
 
-use super::csrf;
+use super::{SessionSettings, csrf};
 use crate::domain::{Cart, CartLine, UserId};
 use crate::error::ShopError;
-use crate::startup::AppState;
 
 const USER: &str = "user";
 const CART: &str = "cart";
@@ -98,13 +97,15 @@ impl ShopSession {
         }
     }
 
-    fn app(&self) -> Option<&web::Data<AppState>> {
-        self.req.app_data::<web::Data<AppState>>()
+    fn settings(&self) -> Option<&web::Data<SessionSettings>> {
+        self.req.app_data::<web::Data<SessionSettings>>()
     }
 
     fn max_login_seconds(&self) -> i64 {
-        self.app()
-            .map_or(DEFAULT_MAX_LOGIN_SECONDS, |state| state.max_login_seconds)
+        self.settings()
+            .map_or(DEFAULT_MAX_LOGIN_SECONDS, |settings| {
+                settings.max_login_seconds
+            })
     }
 
     /// A value that no longer decodes (a foreign or outdated shape) counts as absent.
@@ -142,8 +143,8 @@ impl ShopSession {
     /// keeping the guest cart, with a new CSRF token.
     pub fn log_in(&self, id: UserId, email: String) -> Result<(), ShopError> {
         self.session.renew();
-        let state = self.app().ok_or(ShopError::Csrf)?;
-        self.insert(CSRF, csrf::token(&state.cookie_key, &csrf::new_nonce()))?;
+        let settings = self.settings().ok_or(ShopError::Csrf)?;
+        self.insert(CSRF, csrf::token(&settings.cookie_key, &csrf::new_nonce()))?;
         let agent = self
             .req
             .headers()
@@ -206,9 +207,12 @@ impl ShopSession {
     /// The token of the visitor's nonce cookie (the nonce is made now, and set on the
     /// response, if there is none), and whether the nonce was made during this request.
     fn guest_token_and_age(&self) -> Option<(String, bool)> {
-        let state = self.app()?;
-        let nonce = csrf::nonce_of(&self.req, state.cookie_secure);
-        Some((csrf::token(&state.cookie_key, &nonce.value), nonce.is_new))
+        let settings = self.settings()?;
+        let nonce = csrf::nonce_of(&self.req, settings.cookie_secure);
+        Some((
+            csrf::token(&settings.cookie_key, &nonce.value),
+            nonce.is_new,
+        ))
     }
 
     fn guest_token(&self) -> Option<String> {

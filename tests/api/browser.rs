@@ -17,7 +17,19 @@ use crate::helpers::{round_robin_cluster, test_settings, unique_email};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-async fn chromedriver() -> (Child, u16) {
+/// chromedriver and the browsers it starts, in one process group that goes when this does.
+struct Driver {
+    _child: Child,
+    group: u32,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        shop::lab::signal_group(self.group, "KILL");
+    }
+}
+
+async fn chromedriver() -> (Driver, u16) {
     assert!(
         Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
         "the browser tests need Debian's chromium and chromium-driver (.ci/test installs them)"
@@ -27,9 +39,15 @@ async fn chromedriver() -> (Child, u16) {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver starts");
+    let group = child.id().expect("a running chromedriver");
+    let child = Driver {
+        _child: child,
+        group,
+    };
     for _ in 0..100 {
         if reqwest::get(format!("http://127.0.0.1:{port}/status"))
             .await
@@ -80,7 +98,7 @@ fn screenshot_dir() -> PathBuf {
 async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_served_them() {
     let (settings, _data) = test_settings().await;
     let (mut cluster, _work) = round_robin_cluster(settings).await;
-    let (_driver, port) = chromedriver().await;
+    let (driver, port) = chromedriver().await;
     let profile = tempfile::tempdir().unwrap();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
@@ -157,4 +175,10 @@ async fn a_shopper_clicks_through_and_survives_the_death_of_the_replica_that_ser
     assert_eq!(cart_lines(&page), vec![(4, 3)], "the cart is intact");
     println!("{served_by} served the cart and was killed; {now_served_by} served the reload");
     browser.close().await.unwrap();
+    // Nothing outlives the test: not the browser, not chromedriver, not nginx, not a replica.
+    let mut groups = cluster.process_groups();
+    groups.push(driver.group);
+    drop(driver);
+    drop(cluster);
+    crate::leftovers::assert_all_gone(&groups).await;
 }

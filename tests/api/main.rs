@@ -14,6 +14,8 @@ mod exactly_once;
 mod helpers;
 mod hostile;
 mod http;
+mod image;
+mod leftovers;
 mod lost_updates;
 mod operator;
 mod outages;

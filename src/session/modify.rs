@@ -1,0 +1,162 @@
+//! Changes that must not be lost: a session's state changed by compare-and-set with bounded
+//! retries (`modify`), small records kept the same way (`update_record`: a user's sessions
+//! index), and atomic counters (login limits).
+
+use actix_session::storage::SessionKey;
+use actix_web::cookie::time::Duration;
+
+use super::codec::{decode, encode};
+use super::store::dispatch;
+use super::{Operation, State, Store};
+
+/// Tries of a `modify` before it answers "please try again". With the backoff below, 16 tries
+/// wait up to about a quarter of a second in all: enough for 50 simultaneous adds to one cart.
+const MODIFY_ATTEMPTS: u32 = 16;
+
+/// Why a `modify` did not apply its change.
+#[derive(Debug, thiserror::Error)]
+pub enum ModifyError<E> {
+    /// Other requests changed the session every time this one tried.
+    #[error("the session kept changing; the change was not applied")]
+    Conflict,
+    /// The change itself refused (bad input); nothing was written.
+    #[error(transparent)]
+    Rejected(E),
+    #[error(transparent)]
+    Store(anyhow::Error),
+}
+
+impl Store {
+    /// Applies `change` to the state stored under `key` as one compare-and-set: read, change,
+    /// write only if nobody wrote in between, else read again and replay the change, a bounded
+    /// number of times. So two requests of one shopper (two tabs, two replicas, a double click)
+    /// never lose each other's change. `None` when no live session has the key.
+    ///
+    /// `already_read` is what this request read at its start, if anything: the first try
+    /// starts from it, so an uncontended change costs one compare-and-set and no extra read.
+    pub async fn modify<T, E>(
+        &self,
+        key: &str,
+        ttl: &Duration,
+        already_read: Option<Vec<u8>>,
+        mut change: impl FnMut(&mut State) -> Result<T, E>,
+    ) -> Result<Option<T>, ModifyError<E>> {
+        let Ok(session_key) = SessionKey::try_from(key.to_owned()) else {
+            return Ok(None);
+        };
+        let mut already_read = already_read;
+        for attempt in 1..=MODIFY_ATTEMPTS {
+            let raw = match already_read.take() {
+                Some(raw) => Some(raw),
+                None => self
+                    .measured(Operation::Load, async {
+                        dispatch!(self, store => store.get(key).await)
+                    })
+                    .await
+                    .map_err(ModifyError::Store)?,
+            };
+            let Some(raw) = raw else { return Ok(None) };
+            let Ok(mut state) = decode(&session_key, &raw) else {
+                return Ok(None);
+            };
+            let out = change(&mut state).map_err(ModifyError::Rejected)?;
+            let encoded = encode(&state).map_err(ModifyError::Store)?;
+            let swapped = self
+                .measured(Operation::Update, async {
+                    dispatch!(self, store => store.compare_and_swap(key, &raw, &encoded, ttl).await)
+                })
+                .await
+                .map_err(ModifyError::Store)?;
+            if swapped {
+                self.stats.wrote(encoded.len());
+                return Ok(Some(out));
+            }
+            // Exponential backoff with full jitter, so the requests that collided spread out
+            // instead of colliding again in step: up to 1, 2, 4 … 32 ms.
+            let pause = rand::random::<u64>() % (1000 << attempt.min(5));
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+        }
+        log::warn!(
+            "Session {} kept changing; a change was refused.",
+            &key[..key.len().min(8)]
+        );
+        Err(ModifyError::Conflict)
+    }
+}
+
+impl Store {
+    /// Applies `change` to the small record under `name` (a counter, a user's sessions index)
+    /// as a compare-and-set: `change` gets the bytes read (none when there is no live record)
+    /// and gives the bytes to write and what to return. Retried while other requests change the
+    /// record in between; the record expires `ttl` after the last change.
+    pub(crate) async fn update_record<T>(
+        &self,
+        name: &str,
+        ttl: &Duration,
+        mut change: impl FnMut(Option<&[u8]>) -> (String, T),
+    ) -> anyhow::Result<T> {
+        for attempt in 1..=MODIFY_ATTEMPTS {
+            let raw = self.read_record(name).await?;
+            let (next, out) = change(raw.as_deref());
+            let swapped = self
+                .measured(Operation::Update, async {
+                    match &raw {
+                        None => dispatch!(self, store => store.insert_new(name, &next, ttl).await),
+                        Some(raw) => dispatch!(self, store => {
+                            store.compare_and_swap(name, raw, &next, ttl).await
+                        }),
+                    }
+                })
+                .await?;
+            if swapped {
+                self.stats.wrote(next.len());
+                return Ok(out);
+            }
+            let pause = rand::random::<u64>() % (1000 << attempt.min(5));
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+        }
+        anyhow::bail!("the record {name} kept changing")
+    }
+
+    /// The bytes of the record under `name`, if it is live.
+    pub(crate) async fn read_record(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.measured(Operation::Load, async {
+            dispatch!(self, store => store.get(name).await)
+        })
+        .await
+    }
+
+    /// What `raw` gives, counted as a read.
+    pub(crate) async fn read_raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+        self.measured(Operation::Load, self.raw(key)).await
+    }
+
+    /// Deletes whatever is stored under `key`.
+    pub(crate) async fn remove_key(&self, key: &str) -> anyhow::Result<()> {
+        self.measured(Operation::Delete, async {
+            dispatch!(self, store => store.remove(key).await)
+        })
+        .await
+    }
+
+    /// Adds `delta` to the counter under `name` atomically in the store (Redis `INCRBY`,
+    /// Memcached meta arithmetic, an SQL upsert), so concurrent requests on every replica each
+    /// get their own count, and returns the new value (never below zero). The counter expires
+    /// `window` after its last change.
+    pub async fn add_to_counter(
+        &self,
+        name: &str,
+        delta: i64,
+        window: &Duration,
+    ) -> anyhow::Result<i64> {
+        self.measured(Operation::Update, async {
+            dispatch!(self, store => store.add_to_counter(name, delta, window).await)
+        })
+        .await
+    }
+
+    /// Forgets the counter under `name`.
+    pub async fn reset(&self, name: &str) -> anyhow::Result<()> {
+        self.remove_key(name).await
+    }
+}

@@ -1,0 +1,299 @@
+//! The store chosen at start-up: one type over every kind of store, which owns encoding, the
+//! size limit, key making, the sliding read and the counters, while each store's own file only
+//! moves bytes under a key. It is actix-session's `SessionStore`.
+
+use std::sync::Arc;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_web::cookie::time::Duration;
+
+use super::codec::{decode, encode, key_prefix, new_key};
+#[cfg(feature = "memcached")]
+use super::memcached::MemcachedStore;
+#[cfg(feature = "redis")]
+use super::redis::RedisStore;
+use super::{
+    Backend, LOADED, MemoryStore, Operation, SessionConfig, SqlStore, State, StoreStats, user_in,
+};
+
+/// The store chosen at start-up, with counters of what it was asked to do. An enum inside
+/// rather than a trait object because actix-session's `SessionStore` returns `impl Future`,
+/// which is not object safe.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) kind: Kind,
+    backend: Backend,
+    /// The idle expiry: every read of a live session pushes its expiry this far ahead.
+    pub(super) ttl: Duration,
+    /// The absolute lifetime of a sign-in, which bounds the user-to-sessions index.
+    pub(super) max_login_seconds: i64,
+    pub(super) stats: Arc<StoreStats>,
+}
+
+#[derive(Clone)]
+pub(super) enum Kind {
+    Sql(SqlStore),
+    Memory(MemoryStore),
+    #[cfg(feature = "redis")]
+    Redis(RedisStore),
+    #[cfg(feature = "memcached")]
+    Memcached(MemcachedStore),
+}
+
+/// Runs the same call on whichever store is inside.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match &$self.kind {
+            $crate::session::store::Kind::Sql($store) => $call,
+            $crate::session::store::Kind::Memory($store) => $call,
+            #[cfg(feature = "redis")]
+            $crate::session::store::Kind::Redis($store) => $call,
+            #[cfg(feature = "memcached")]
+            $crate::session::store::Kind::Memcached($store) => $call,
+        }
+    };
+}
+pub(super) use dispatch;
+
+impl Store {
+    /// Connects to the store named in the configuration.
+    pub async fn connect(config: &SessionConfig) -> anyhow::Result<Self> {
+        let kind = match config.backend {
+            Backend::Sqlite => Kind::Sql(super::sqlite::connect(&config.database_url).await?),
+            Backend::Memory => Kind::Memory(MemoryStore::default()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => Kind::Sql(super::postgres::connect(&config.database_url).await?),
+            #[cfg(feature = "redis")]
+            Backend::Redis => {
+                Kind::Redis(RedisStore::connect(&config.redis_url, &config.key_prefix).await?)
+            }
+            #[cfg(feature = "memcached")]
+            Backend::Memcached => Kind::Memcached(
+                MemcachedStore::connect(&config.memcached_servers, &config.key_prefix).await?,
+            ),
+            #[allow(
+                unreachable_patterns,
+                reason = "reachable when a store's feature is off"
+            )]
+            other => anyhow::bail!("the {other} store is not compiled into this build"),
+        };
+        Ok(Self {
+            kind,
+            backend: config.backend,
+            ttl: Duration::seconds(config.ttl_seconds),
+            max_login_seconds: config.max_login_seconds,
+            stats: Arc::new(StoreStats::new(config.backend)),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// What this store was asked to do since start-up.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Where the state lives, without any password, for the start-up log.
+    pub fn location(&self) -> String {
+        match &self.kind {
+            Kind::Memory(_) => "this process's memory".to_owned(),
+            _ => dispatch!(self, store => store.location()),
+        }
+    }
+
+    /// One cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        match &self.kind {
+            Kind::Memory(_) => Ok(()),
+            _ => dispatch!(self, store => store.ping().await),
+        }
+    }
+
+    /// Deletes expired state in stores that do not expire it themselves. Returns how many.
+    pub async fn reap_expired(&self) -> anyhow::Result<u64> {
+        match &self.kind {
+            Kind::Sql(store) => store.reap_expired().await,
+            Kind::Memory(store) => Ok(store.reap_expired()),
+            #[cfg(any(feature = "redis", feature = "memcached"))]
+            _ => Ok(0),
+        }
+    }
+
+    /// Stores already-encoded state under `key` only if no live session has that key: the
+    /// primitive behind `save`, public so the conformance suite can try a collision.
+    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
+        dispatch!(self, store => store.insert_new(key, state, ttl).await)
+    }
+
+    /// The value stored under a session key, exactly as the store holds it, and the seconds it
+    /// has left; for the tests and the session inspector.
+    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+        dispatch!(self, store => store.raw(key).await)
+    }
+
+    /// Pushes the expiry of the live session under `key` to now + `ttl`, leaving its bytes as
+    /// they are; a deleted or expired session stays gone. Page views do this inside their read
+    /// (see `load`); this is the same slide on its own, for the conformance suite.
+    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
+        dispatch!(self, store => store.touch(key, ttl).await)
+    }
+
+    /// The read of a page view: the state under `key`, its expiry slid to now + TTL in the same
+    /// round trip (Redis `GETEX`, Memcached's meta get with a touch), or, on the SQL stores, by
+    /// a separate write only when less than half the TTL is left (counted as a slide).
+    async fn read_sliding(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let ttl = &self.ttl;
+        let (raw, slide_due) = self
+            .measured(Operation::Load, async {
+                match &self.kind {
+                    Kind::Sql(store) => store.get_sliding(key, ttl).await,
+                    Kind::Memory(store) => {
+                        store.get_sliding(key, ttl).await.map(|raw| (raw, false))
+                    }
+                    #[cfg(feature = "redis")]
+                    Kind::Redis(store) => store.get_sliding(key, ttl).await.map(|raw| (raw, false)),
+                    #[cfg(feature = "memcached")]
+                    Kind::Memcached(store) => {
+                        store.get_sliding(key, ttl).await.map(|raw| (raw, false))
+                    }
+                }
+            })
+            .await?;
+        if slide_due {
+            self.measured(Operation::Slide, self.touch(key, ttl))
+                .await?;
+        }
+        Ok(raw)
+    }
+
+    /// Whether keys are spread over several servers, so that a new key can avoid a dead one.
+    fn spreads_keys(&self) -> bool {
+        match &self.kind {
+            #[cfg(feature = "memcached")]
+            Kind::Memcached(store) => store.spreads_keys(),
+            _ => false,
+        }
+    }
+
+    /// Times `call`, counts it, and counts its failure.
+    pub(super) async fn measured<T, E>(
+        &self,
+        operation: Operation,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.stats
+            .record(operation, started.elapsed(), result.is_ok());
+        result
+    }
+}
+
+/// New keys tried before a save gives up when the server of a key does not answer, for stores
+/// that spread keys over servers: enough that with one of three down a save all but never fails.
+const SAVE_ATTEMPTS: usize = 8;
+
+/// Encoding, the size limit, key making and the counters live here once; each store only
+/// moves bytes under a key with the semantics the conformance suite checks.
+impl SessionStore for Store {
+    async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        let raw = self
+            .read_sliding(key.as_ref())
+            .await
+            .map_err(LoadError::Other)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let mut state = decode(key, &raw)?;
+        // What was read travels with the state, so that `update` writes only over it.
+        state.insert(
+            LOADED.to_owned(),
+            String::from_utf8_lossy(&raw).into_owned(),
+        );
+        Ok(Some(state))
+    }
+
+    async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        state.remove(LOADED);
+        let signed_in = user_in(&state);
+        let state = encode(&state).map_err(SaveError::Serialization)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let key = new_key();
+            let inserted = self
+                .measured(Operation::Save, async {
+                    dispatch!(self, store => store.insert_new(key.as_ref(), &state, ttl).await)
+                })
+                .await;
+            match inserted {
+                Ok(true) => {
+                    self.stats.wrote(state.len());
+                    // A new signed-in session (a login renews the key) joins its user's list,
+                    // so it can be seen and ended from the user's other sessions.
+                    if let Some(user) = &signed_in {
+                        self.index_session(user, key.as_ref())
+                            .await
+                            .map_err(SaveError::Other)?;
+                    }
+                    return Ok(key);
+                }
+                Ok(false) => {}
+                Err(err) if self.spreads_keys() && attempt < SAVE_ATTEMPTS => {
+                    log::warn!(
+                        "A store server refused a new session ({err:#}); trying another key."
+                    );
+                }
+                Err(err) => return Err(SaveError::Other(err)),
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: State,
+        ttl: &Duration,
+    ) -> Result<SessionKey, UpdateError> {
+        let mut state = state;
+        let loaded = state.remove(LOADED);
+        let state = encode(&state).map_err(UpdateError::Serialization)?;
+        let written = self
+            .measured(Operation::Update, async {
+                match &loaded {
+                    Some(loaded) => dispatch!(self, store => {
+                        store.compare_and_swap(key.as_ref(), loaded.as_bytes(), &state, ttl).await
+                    }),
+                    None => dispatch!(self, store => {
+                        store.replace(key.as_ref(), &state, ttl).await.map(|()| true)
+                    }),
+                }
+            })
+            .await
+            .map_err(UpdateError::Other)?;
+        if written {
+            self.stats.wrote(state.len());
+        } else {
+            // Another request changed (or a logout deleted) the session since this one read it.
+            // Its write would undo that change, so it is dropped; the only writes that reach
+            // here are incidental ones (a flash message shown), the cart goes through `modify`.
+            log::debug!("A stale write to session {} was dropped.", key_prefix(&key));
+        }
+        Ok(key)
+    }
+
+    /// Nothing to do: the read at the start of this request already slid the expiry (see
+    /// `load`). actix-session calls this after every unchanged request of a live session and
+    /// then sends the cookie again with a fresh `Max-Age`, which is all that is left to do; a
+    /// second round trip here would double the cost of every page view.
+    async fn update_ttl(&self, _key: &SessionKey, _ttl: &Duration) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
+        self.measured(Operation::Delete, async {
+            dispatch!(self, store => store.remove(key.as_ref()).await)
+        })
+        .await
+    }
+}
