@@ -111,6 +111,4 @@ pub fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Seconds since the epoch; timestamps are stored as integers in both dialects.
-pub fn now() -> i64 {
-    crate::session::now()
-}
+pub use crate::domain::now;

@@ -70,6 +70,14 @@ id_type!(ProductId);
 id_type!(OrderId);
 id_type!(UserId);
 
+/// Seconds since the epoch: how the shop stores moments (sign-ins, orders) in every store and
+/// dialect.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// A moment (seconds since the epoch) in UTC to the minute, as a person reads it.
 pub fn utc_minute(seconds: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(seconds)

@@ -64,13 +64,6 @@ pub fn millis(ttl: &actix_web::cookie::time::Duration) -> i64 {
     i64::try_from(ttl.whole_milliseconds()).unwrap_or(i64::MAX)
 }
 
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@
 use actix_web::cookie::time::Duration;
 use serde::{Deserialize, Serialize};
 
-use super::{SignedInUser, State, Store, codec::now, user_in};
+use super::{SignedInUser, State, Store, now, user_in};
 use crate::domain::UserId;
 
 /// Entries kept per user: the newest sign-ins win.

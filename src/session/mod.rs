@@ -27,8 +27,9 @@ mod store;
 
 use std::collections::HashMap;
 
+pub use crate::domain::now;
 pub use backend::Backend;
-pub use codec::{MAX_STATE_BYTES, StateTooLarge, now};
+pub use codec::{MAX_STATE_BYTES, StateTooLarge};
 
 pub use index::LiveSession;
 #[cfg(feature = "memcached")]
