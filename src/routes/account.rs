@@ -9,7 +9,7 @@ use askama_web::WebTemplate;
 use super::{CheckedForm, Layout, NoFields, require_user, see_other};
 use crate::domain::utc_minute;
 use crate::error::ShopError;
-use crate::session::{FlashKind, LiveSession, ShopSession, now};
+use crate::session::{Ending, FlashKind, LiveSession, ShopSession, now};
 use crate::state::AppState;
 
 const SIGN_IN_FIRST: &str = "Please log in to see where you are signed in.";
@@ -83,31 +83,30 @@ pub async fn end(
 ) -> Result<HttpResponse, ShopError> {
     let user = require_user(&session, SIGN_IN_FIRST)?;
     let current = state.session_key(&req);
-    let listed = state
+    let ending = state
         .store
-        .sessions_of(user.id, current.as_deref())
+        .end_session(user.id, &path, current.as_deref())
         .await
         .map_err(ShopError::Unavailable)?;
-    let Some(target) = listed.iter().find(|s| s.id == *path) else {
-        session.flash(
-            FlashKind::Info,
-            "That session had already ended. Nothing was changed.",
-        )?;
-        return Ok(see_other("/account/sessions"));
-    };
-    if target.current {
-        log::info!("User {} ended their current session.", user.id);
-        session.log_out();
-        return Ok(see_other("/"));
+    match ending {
+        Ending::Current => {
+            log::info!("User {} ended their current session.", user.id);
+            session.log_out();
+            Ok(see_other("/"))
+        }
+        Ending::Ended => {
+            log::info!("User {} ended one of their other sessions.", user.id);
+            session.flash(FlashKind::Info, "That session was signed out.")?;
+            Ok(see_other("/account/sessions"))
+        }
+        Ending::NoSuchSession => {
+            session.flash(
+                FlashKind::Info,
+                "That session had already ended. Nothing was changed.",
+            )?;
+            Ok(see_other("/account/sessions"))
+        }
     }
-    state
-        .store
-        .end_session(user.id, &target.id)
-        .await
-        .map_err(ShopError::Unavailable)?;
-    log::info!("User {} ended one of their other sessions.", user.id);
-    session.flash(FlashKind::Info, "That session was signed out.")?;
-    Ok(see_other("/account/sessions"))
 }
 
 /// Logs out everywhere else: every session of the user but this one.

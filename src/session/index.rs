@@ -30,6 +30,17 @@ struct Entry {
     signed_in_at: i64,
 }
 
+/// What asking to end one of a user's sessions came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It was live, and is deleted.
+    Ended,
+    /// It is the asking request's own session: the caller logs out.
+    Current,
+    /// The user has no such live session (it ended already, or never was).
+    NoSuchSession,
+}
+
 /// A live session of a user, as the sessions page shows it.
 #[derive(Debug, Clone)]
 pub struct LiveSession {
@@ -127,16 +138,35 @@ impl Store {
     }
 
     /// Ends the user's session named `id` (deletes it from the store, so its next request is a
-    /// guest's, on any replica). False when the user has no such session.
-    pub async fn end_session(&self, user: UserId, id: &str) -> anyhow::Result<bool> {
+    /// guest's, on any replica), unless it is `current_key`'s, which the caller ends as a logout.
+    /// Reads the record and that one session, not the whole list.
+    pub async fn end_session(
+        &self,
+        user: UserId,
+        id: &str,
+        current_key: Option<&str>,
+    ) -> anyhow::Result<Ending> {
         let name = record_name(user);
         let list = entries(self.read_record(&name).await?.as_deref());
         let Some(entry) = list.into_iter().find(|e| e.id == id) else {
-            return Ok(false);
+            return Ok(Ending::NoSuchSession);
         };
-        self.remove_key(&entry.key).await?;
+        if current_key == Some(entry.key.as_str()) {
+            return Ok(Ending::Current);
+        }
+        let live = self
+            .read_raw(&entry.key)
+            .await?
+            .is_some_and(|(_, left)| left > 0);
+        if live {
+            self.remove_key(&entry.key).await?;
+        }
         self.drop_entries(&name, |e| e.id == entry.id).await?;
-        Ok(true)
+        Ok(if live {
+            Ending::Ended
+        } else {
+            Ending::NoSuchSession
+        })
     }
 
     /// Ends every session of the user but `keep_key`'s: "log out everywhere else". Returns how

@@ -31,7 +31,7 @@ pub use crate::domain::now;
 pub use backend::Backend;
 pub use codec::{MAX_STATE_BYTES, StateTooLarge};
 
-pub use index::LiveSession;
+pub use index::{Ending, LiveSession};
 #[cfg(feature = "memcached")]
 pub use memcached::{MemcachedStore, XxhRendezvous};
 pub use memory::MemoryStore;

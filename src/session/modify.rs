@@ -71,10 +71,7 @@ impl Store {
                 self.stats.wrote(encoded.len());
                 return Ok(Some(out));
             }
-            // Exponential backoff with full jitter, so the requests that collided spread out
-            // instead of colliding again in step: up to 1, 2, 4 … 32 ms.
-            let pause = rand::random::<u64>() % (1000 << attempt.min(5));
-            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+            back_off(attempt).await;
         }
         log::warn!(
             "Session {} kept changing; a change was refused.",
@@ -112,8 +109,7 @@ impl Store {
                 self.stats.wrote(next.len());
                 return Ok(out);
             }
-            let pause = rand::random::<u64>() % (1000 << attempt.min(5));
-            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+            back_off(attempt).await;
         }
         anyhow::bail!("the record {name} kept changing")
     }
@@ -159,4 +155,11 @@ impl Store {
     pub async fn reset(&self, name: &str) -> anyhow::Result<()> {
         self.remove_key(name).await
     }
+}
+
+/// Waits before compare-and-set try `attempt` + 1: exponential backoff with full jitter, so the
+/// requests that collided spread out instead of colliding again in step (up to 1, 2, 4 … 32 ms).
+async fn back_off(attempt: u32) {
+    let pause = rand::random::<u64>() % (1000 << attempt.min(5));
+    tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
 }
