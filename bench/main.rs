@@ -1,10 +1,15 @@
 //! The backend comparison benchmark: for each compiled store, the release shop on core 0 and
-//! wrk on core 1, 64 connections, bounded runs, on loopback. Prints a table per store and writes
-//! `bench/results/latest.md` and `latest.svg`.
+//! wrk on core 1, 64 connections, bounded runs, on loopback; each path three times, reported as
+//! the median and the spread, with the CPU use of every party; then 2 workers, unpinned. Prints
+//! a table per store and writes `bench/results/latest.md` and `latest.svg`; with `--flames`,
+//! a flame graph of the shop per store and path in `bench/results/`.
 //!
 //! Usage (from the repository root; `bash bench/run` builds and starts everything first):
-//!   target/release/bench [--seconds 5] [--sessions 1000] [--rss-sessions 100000] [--stores redis,postgres]
+//!   target/release/bench [--seconds 5] [--sessions 1000] [--rss-sessions 100000]
+//!                        [--stores redis,postgres] [--runs 3] [--flames]
+//!                        [--paths anonymous,read,many-sessions,write,login]
 
+mod cpu;
 mod report;
 mod wrk;
 
@@ -20,8 +25,8 @@ use shop::session::Backend;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 
-use report::{Path as BenchPath, Row, StoreRun};
-use wrk::{Load, WrkResult};
+use report::{Path as BenchPath, Row, Sample, StoreRun};
+use wrk::Load;
 
 const PASSWORD: &str = "bench-password-1";
 const SERVER_CORE: &str = "0";
@@ -31,6 +36,11 @@ struct Options {
     sessions: usize,
     rss_sessions: u64,
     stores: Vec<Backend>,
+    /// Valid runs per path; the report gives their median and spread.
+    runs: usize,
+    flames: bool,
+    /// The paths to measure (all by default).
+    paths: Vec<BenchPath>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -47,9 +57,16 @@ fn options() -> anyhow::Result<Options> {
         .into_iter()
         .filter(|b| b.is_compiled())
         .collect(),
+        runs: 3,
+        flames: false,
+        paths: BenchPath::ALL.to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--flames" {
+            options.flames = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -57,6 +74,18 @@ fn options() -> anyhow::Result<Options> {
             "--seconds" => options.seconds = value.parse()?,
             "--sessions" => options.sessions = value.parse()?,
             "--rss-sessions" => options.rss_sessions = value.parse()?,
+            "--runs" => options.runs = value.parse()?,
+            "--paths" => {
+                options.paths = value
+                    .split(',')
+                    .map(|name| {
+                        BenchPath::ALL
+                            .into_iter()
+                            .find(|p| p.slug() == name)
+                            .with_context(|| format!("no path {name}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             "--stores" => {
                 options.stores = value
                     .split(',')
@@ -66,8 +95,11 @@ fn options() -> anyhow::Result<Options> {
             other => bail!("unknown argument {other}"),
         }
     }
-    if !(1..=60).contains(&options.seconds) || !(1..=5000).contains(&options.sessions) {
-        bail!("--seconds must be 1 to 60 and --sessions 1 to 5000");
+    if !(1..=60).contains(&options.seconds)
+        || !(1..=5000).contains(&options.sessions)
+        || !(1..=9).contains(&options.runs)
+    {
+        bail!("--seconds must be 1 to 60, --sessions 1 to 5000 and --runs 1 to 9");
     }
     Ok(options)
 }
@@ -78,10 +110,21 @@ fn random_hex() -> String {
     hex::encode(bytes)
 }
 
-/// A process pinned to the server core, killed when dropped.
+/// The processes of a store's server, whose CPU use each run records (SQLite is in the shop).
+fn store_processes(store: Backend) -> &'static [&'static str] {
+    match store {
+        Backend::Redis => &["redis-server"],
+        Backend::Postgres => &["postgres"],
+        Backend::Memcached => &["memcached"],
+        _ => &[],
+    }
+}
+
+/// A server process, pinned to the server core or not, killed when dropped.
 struct Server {
     child: Child,
     url: String,
+    pinned: bool,
 }
 
 impl Server {
@@ -90,10 +133,16 @@ impl Server {
         args: &[&str],
         env: &HashMap<String, String>,
         port: u16,
+        pinned: bool,
     ) -> anyhow::Result<Self> {
-        let child = Command::new("taskset")
-            .args(["-c", SERVER_CORE])
-            .arg(program)
+        let mut command = if pinned {
+            let mut c = Command::new("taskset");
+            c.args(["-c", SERVER_CORE]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        let child = command
             .args(args)
             .envs(env)
             .env("PORT", port.to_string())
@@ -106,19 +155,20 @@ impl Server {
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if client.get(format!("{url}/healthz")).send().await.is_ok() {
-                return Ok(Self { child, url });
+                return Ok(Self { child, url, pinned });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!("{} did not start", program.display())
     }
 
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     /// The process's memory: (current RSS, peak RSS) in KiB.
     fn rss_kib(&self) -> (u64, u64) {
-        let status = self
-            .child
-            .id()
-            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .unwrap_or_default();
         let field = |name: &str| {
             status
@@ -130,7 +180,8 @@ impl Server {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    /// Store calls, store writes and bytes written so far, from `/metrics`.
+    /// Store calls, store writes and bytes written so far, from `/metrics` (zero for a server
+    /// that has none, the ceiling).
     async fn counters(&self) -> anyhow::Result<(u64, u64, u64)> {
         let text = reqwest::get(format!("{}/metrics", self.url))
             .await?
@@ -175,26 +226,44 @@ fn lua_script(
         r#"}}
 local n = #s
 local i = 0
+-- With several wrk threads, each takes its own share of the sessions (thread t the j-th
+-- requests with j = t mod threads), so two threads never race on one session's cart.
+local threads = 0
+setup = function(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+local step = 1
+init = function(args)
+  step = tonumber(args[1]) or 1
+end
 request = function()
-  local k = i % n + 1
-  local product = math.floor(i / n) % 12 + 1
+  local j = i * step + (id or 0)
+  local k = j % n + 1
+  local round = math.floor(j / n)
+  -- {{product}} walks the catalog; {{line}} walks the 5 lines of a bench cart and {{quantity}}
+  -- cycles 1 to 9, so each visit to a line changes it (5 and 9 share no factor) and no cart
+  -- ever reaches a limit.
+  local fill = function(text)
+    return (text:gsub("{{product}}", tostring(round % 12 + 1))
+      :gsub("{{line}}", tostring(round % 5 + 1))
+      :gsub("{{quantity}}", tostring(round % 9 + 1))
+      :gsub("{{token}}", s[k][2]))
+  end
   i = i + 1
-  local body = "{body}"
-  body = body:gsub("{{product}}", tostring(product)):gsub("{{token}}", s[k][2])
   local headers = {{["Cookie"] = s[k][1], ["Content-Type"] = "application/x-www-form-urlencoded",
     ["X-Forwarded-For"] = "10." .. math.floor(k / 250) .. "." .. (k % 250) .. ".1"}}
-  if "{method}" == "GET" then body = nil end
-  return wrk.format("{method}", "{path}", headers, body)
+  local body = nil
+  if "{method}" ~= "GET" then body = fill("{body}") end
+  return wrk.format("{method}", fill("{path}"), headers, body)
 end
 "#
     ));
-    let file = dir.join(format!("{name}.lua"));
-    std::fs::write(&file, lua)?;
-    Ok(file)
+    wrk::script(dir, name, &lua)
 }
 
-/// Logged-in sessions (each a login of the same account) or guest sessions, as cookies with
-/// their CSRF tokens.
+/// Logged-in sessions (each a login of the same account, with a 5-line cart) or guest
+/// sessions, as cookies with their CSRF tokens.
 async fn sessions(
     url: &str,
     email: &str,
@@ -210,8 +279,14 @@ async fn sessions(
             // own: one client's concurrent sign-ins beyond the login limit are refused.
             let source = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
             let shopper = Shopper::new(&url, &email, Some(source.into()))?;
-            if logged_in && !shopper.login(PASSWORD).await? {
-                bail!("login {i} was refused");
+            if logged_in {
+                if !shopper.login(PASSWORD).await? {
+                    bail!("login {i} was refused");
+                }
+                // A signed-in shopper's session holds a 5-line cart, as the read path's does.
+                for product in 1..=5 {
+                    shopper.add(product, 1).await?;
+                }
             }
             let token = shopper.csrf_token().await?;
             let cookie = shopper.cookie_header().context("no cookie")?;
@@ -277,36 +352,148 @@ async fn checked_adds(
     Ok(total)
 }
 
-async fn measured(
-    server: &Server,
-    load: &Load<'_>,
-) -> anyhow::Result<(WrkResult, (u64, u64, u64))> {
-    let before = server.counters().await?;
-    let result = wrk::run(load).await?;
-    let after = server.counters().await?;
-    Ok((
-        result,
-        (after.0 - before.0, after.1 - before.1, after.2 - before.2),
-    ))
+/// What one store's paths are measured against: the shop, the store's processes and the work
+/// folder for flame graphs.
+struct Bench<'a> {
+    server: &'a Server,
+    store: Backend,
+    options: &'a Options,
 }
 
-fn row(path: BenchPath, result: WrkResult, delta: (u64, u64, u64)) -> Row {
-    let per = |n: u64| n as f64 / result.requests.max(1) as f64;
-    Row {
-        path,
-        calls_per_request: per(delta.0),
-        writes_per_request: per(delta.1),
-        bytes_written_per_request: per(delta.2),
-        wrk: result,
+/// The machine is quiet enough to start a run when its cores, with our processes idle, are on
+/// average at most this busy.
+const QUIET: f64 = 0.10;
+/// wrk using this much of its core could not have sent more: the load, not the shop, limited.
+const WRK_SATURATED: f64 = 0.90;
+
+impl Bench<'_> {
+    /// One run: the machine's quiet before, wrk's figures, everyone's CPU, the store calls.
+    async fn once(&self, load: &Load<'_>) -> anyhow::Result<Sample> {
+        // What the last run left (a queue of password hashes, say) may still be running: give
+        // the machine up to 15 s to become quiet, then count the run as invalid if it is not.
+        let mut busy_before = 1.0;
+        for _ in 0..30 {
+            busy_before = cpu::machine_busy(Duration::from_millis(500)).await;
+            if busy_before <= QUIET {
+                break;
+            }
+        }
+        let before = self.server.counters().await?;
+        let processes = store_processes(self.store);
+        let readings = cpu::Readings::start(self.server.pid(), processes);
+        let wrk = wrk::run(load).await?;
+        let cpu = readings.finish(self.server.pid(), processes);
+        let after = self.server.counters().await?;
+        let invalid = if busy_before > QUIET {
+            Some(format!(
+                "machine {:.0}% busy before the run",
+                busy_before * 100.0
+            ))
+        } else if wrk.wrk_cpu / f64::from(load.threads()) >= WRK_SATURATED
+            && self.store != Backend::Memory
+        {
+            // The ceiling may be wrk-bound (the report says so); a shop's run may not.
+            Some(format!(
+                "wrk saturated its {} ({:.0}% of a core)",
+                if load.pinned { "core" } else { "threads" },
+                wrk.wrk_cpu * 100.0
+            ))
+        } else {
+            None
+        };
+        Ok(Sample {
+            wrk,
+            cpu,
+            calls: after.0 - before.0,
+            writes: after.1 - before.1,
+            bytes: after.2 - before.2,
+            invalid,
+        })
+    }
+
+    /// Runs until `options.runs` runs are valid, or twice that many have been tried; `None`
+    /// for a path not asked for.
+    async fn measure(&self, path: BenchPath, load: &Load<'_>) -> anyhow::Result<Option<Row>> {
+        if !self.options.paths.contains(&path) && self.store != Backend::Memory {
+            return Ok(None);
+        }
+        let mut samples = Vec::new();
+        while samples.iter().filter(|s: &&Sample| s.invalid.is_none()).count() < self.options.runs
+            && samples.len() < 2 * self.options.runs
+        {
+            let sample = self.once(load).await?;
+            if let Some(why) = &sample.invalid {
+                println!("   {} run invalid: {why}", path.label());
+            }
+            samples.push(sample);
+        }
+        let row = Row { path, samples };
+        report::print_row(&row);
+        if self.options.flames
+            && self.store != Backend::Memory
+            && matches!(path, BenchPath::Read | BenchPath::Write)
+        {
+            self.flame(path, load).await?;
+        }
+        Ok(Some(row))
+    }
+
+    /// One more run with `perf` sampling the shop's stacks, folded by inferno into
+    /// `bench/results/flame-<store>-<path>[-2-workers].svg`.
+    async fn flame(&self, path: BenchPath, load: &Load<'_>) -> anyhow::Result<()> {
+        let work = tempfile::tempdir()?;
+        let data = work.path().join("perf.data");
+        let mut perf = Command::new("perf")
+            .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-o"])
+            .arg(&data)
+            .args(["-p", &self.server.pid().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("could not run perf (apt-get install linux-perf)")?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        wrk::run(load).await?;
+        // perf writes its data when interrupted.
+        let _ = Command::new("kill")
+            .args(["-INT", &perf.id().context("perf's pid")?.to_string()])
+            .status()
+            .await;
+        perf.wait().await?;
+        let name = format!(
+            "bench/results/flame-{}-{}{}.svg",
+            self.store.name(),
+            path.slug(),
+            if self.server.pinned { "" } else { "-2-workers" }
+        );
+        let title = format!(
+            "{}: {} ({} worker{})",
+            self.store,
+            path.label(),
+            if self.server.pinned { 1 } else { 2 },
+            if self.server.pinned { "" } else { "s" }
+        );
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "perf script -i {} 2>/dev/null | inferno-collapse-perf | inferno-flamegraph --title '{title}' > {name}",
+                data.display()
+            ))
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("the flame graph failed (cargo install inferno)");
+        }
+        println!("   flame graph: {name}");
+        Ok(())
     }
 }
 
-async fn bench_store(
+/// The environment of the shop for one store: its own key prefix and databases for this run.
+async fn shop_env(
     store: Backend,
-    options: &Options,
-    shop: &Path,
     work: &Path,
-) -> anyhow::Result<(StoreRun, String)> {
+) -> anyhow::Result<HashMap<String, String>> {
     let run_id = random_hex();
     let mut env = HashMap::from([
         ("HOST".to_owned(), "127.0.0.1".to_owned()),
@@ -329,6 +516,7 @@ async fn bench_store(
         // wrk's requests carry X-Forwarded-For (see `lua_script`): each session is its own
         // client, as behind a real proxy.
         ("TRUSTED_PROXIES".to_owned(), "127.0.0.1".to_owned()),
+        ("BENCH_RUN".to_owned(), run_id.clone()),
     ]);
     for name in ["REDIS_URL", "MEMCACHED_SERVERS"] {
         if let Ok(value) = std::env::var(name) {
@@ -348,7 +536,17 @@ async fn bench_store(
             format!("{server}/{name}"),
         );
     }
-    let server = Server::start(shop, &[], &env, free_port()?).await?;
+    Ok(env)
+}
+
+async fn bench_store(
+    store: Backend,
+    options: &Options,
+    shop: &Path,
+    work: &Path,
+) -> anyhow::Result<(StoreRun, String)> {
+    let env = shop_env(store, work).await?;
+    let server = Server::start(shop, &[], &env, free_port()?, true).await?;
     let url = server.url.clone();
     println!(
         "== {store}: shop on core {SERVER_CORE}, wrk on core {}",
@@ -356,7 +554,7 @@ async fn bench_store(
     );
 
     // One shopper with a 5-line cart for the read path.
-    let email = format!("bench-{run_id}@example.com");
+    let email = format!("bench-{}@example.com", env["BENCH_RUN"]);
     let shopper = Shopper::new(&url, &email, None)?;
     let (registered, _) = shopper.register(PASSWORD).await?;
     if !registered {
@@ -381,6 +579,7 @@ async fn bench_store(
             .collect::<Vec<_>>()
     };
     let scripts = tempfile::tempdir()?;
+    let plain = wrk::script(scripts.path(), "plain", "")?;
     let many = lua_script(
         scripts.path(),
         "many",
@@ -389,13 +588,14 @@ async fn bench_store(
         "/cart",
         "",
     )?;
+    // A write is one cart change: a line's quantity set to a new value.
     let writes = lua_script(
         scripts.path(),
         "write",
         &pairs(&logged_in),
         "POST",
-        "/cart/items",
-        "product_id={product}&quantity=1&csrf_token={token}",
+        "/cart/items/{line}",
+        "quantity={quantity}&csrf_token={token}",
     )?;
     let body = format!(
         "email={}&password={PASSWORD}&csrf_token={{token}}",
@@ -410,48 +610,72 @@ async fn bench_store(
         &body,
     )?;
 
-    let load = |url: String, script, headers: Vec<String>| Load {
+    let load = |url: String, script, headers: Vec<String>, pinned| Load {
         url,
         script,
         headers,
         connections: 64,
         seconds: options.seconds,
+        pinned,
+    };
+    let bench = Bench {
+        server: &server,
+        store,
+        options,
     };
     let mut rows = Vec::new();
     // A crawler: no cookie at all. A visitor who changes nothing has no stored session, so this
     // must cost the store nothing.
-    let (result, delta) = measured(&server, &load(format!("{url}/"), None, vec![])).await?;
-    rows.push(row(BenchPath::Anonymous, result, delta));
-    let (result, delta) = measured(
-        &server,
-        &load(
-            format!("{url}/cart"),
-            None,
-            vec![format!("Cookie: {cookie}")],
-        ),
-    )
-    .await?;
-    rows.push(row(BenchPath::Read, result, delta));
-    let (result, delta) =
-        measured(&server, &load(format!("{url}/cart"), Some(&many), vec![])).await?;
-    rows.push(row(BenchPath::ManySessions, result, delta));
-    let (result, delta) = measured(
-        &server,
-        &load(format!("{url}/cart/items"), Some(&writes), vec![]),
-    )
-    .await?;
-    rows.push(row(BenchPath::Write, result, delta));
+    rows.extend(
+        bench
+            .measure(
+                BenchPath::Anonymous,
+                &load(format!("{url}/"), &plain, vec![], true),
+            )
+            .await?,
+    );
+    rows.extend(
+        bench
+            .measure(
+                BenchPath::Read,
+                &load(
+                    format!("{url}/cart"),
+                    &plain,
+                    vec![format!("Cookie: {cookie}")],
+                    true,
+                ),
+            )
+            .await?,
+    );
+    rows.extend(
+        bench
+            .measure(
+                BenchPath::ManySessions,
+                &load(format!("{url}/cart"), &many, vec![], true),
+            )
+            .await?,
+    );
+    rows.extend(
+        bench
+            .measure(
+                BenchPath::Write,
+                &load(format!("{url}/cart/items/1"), &writes, vec![], true),
+            )
+            .await?,
+    );
     // The exact check: a timed run ends with requests cut off in flight, applied or not, so the
     // answers are checked on adds that all complete: 64 clients, each with its own sessions.
     let before = items_in_carts(&logged_in).await?;
     let acknowledged = checked_adds(&logged_in, 64, 40).await?;
     let in_carts = items_in_carts(&logged_in).await? - before;
-    let (result, delta) = measured(
-        &server,
-        &load(format!("{url}/login"), Some(&logins), vec![]),
-    )
-    .await?;
-    rows.push(row(BenchPath::Login, result, delta));
+    rows.extend(
+        bench
+            .measure(
+                BenchPath::Login,
+                &load(format!("{url}/login"), &logins, vec![], true),
+            )
+            .await?,
+    );
 
     // Memory with few and with many live sessions: the state lives in the store. Page views
     // make no session, so each new session is a guest's first cart add: the nonce cookie and its
@@ -474,19 +698,57 @@ async fn bench_store(
         }
         wrk::run(&load(
             format!("{url}/cart/items"),
-            Some(&first_adds),
+            &first_adds,
             vec![],
+            true,
         ))
         .await?;
         created = server.counters().await?.1 - saves_before;
     }
     let (rss_after, peak_rss) = server.rss_kib();
     println!("   {created} new sessions: RSS {rss_before} KiB -> {rss_after} KiB");
+    drop(server);
+
+    // The same shop with 2 workers on both cores, wrk unpinned: how it scales. The sessions
+    // are in the store, so the new process serves the same cookies.
+    let mut two = env.clone();
+    two.insert("WORKERS".to_owned(), "2".to_owned());
+    let server = Server::start(shop, &[], &two, free_port()?, false).await?;
+    println!("   2 workers, unpinned, wrk unpinned (2 threads)");
+    let url = server.url.clone();
+    let bench = Bench {
+        server: &server,
+        store,
+        options,
+    };
+    let scaled = [
+        bench
+            .measure(
+                BenchPath::Read,
+                &load(
+                    format!("{url}/cart"),
+                    &plain,
+                    vec![format!("Cookie: {cookie}")],
+                    false,
+                ),
+            )
+            .await?,
+        bench
+            .measure(
+                BenchPath::Write,
+                &load(format!("{url}/cart/items/1"), &writes, vec![], false),
+            )
+            .await?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
 
     Ok((
         StoreRun {
             store,
             rows,
+            scaled,
             bytes_per_session: stored,
             acknowledged_adds: acknowledged,
             items_in_carts: in_carts,
@@ -519,15 +781,61 @@ async fn stored_bytes(env: &HashMap<String, String>, cookie: &str) -> anyhow::Re
     Ok(store.raw(&key).await?.map_or(0, |(value, _)| value.len()))
 }
 
+/// The ceiling, measured as the shop is: pinned with 1 worker, and with 2 workers unpinned.
+async fn ceiling(
+    program: &Path,
+    page: &Path,
+    options: &Options,
+    workers: u32,
+) -> anyhow::Result<Row> {
+    let port = free_port()?;
+    let pinned = workers == 1;
+    let server = Server::start(
+        program,
+        &[
+            page.to_str().context("a path")?,
+            &port.to_string(),
+            &workers.to_string(),
+        ],
+        &HashMap::new(),
+        port,
+        pinned,
+    )
+    .await?;
+    let scripts = tempfile::tempdir()?;
+    let plain = wrk::script(scripts.path(), "plain", "")?;
+    let bench = Bench {
+        server: &server,
+        store: Backend::Memory,
+        options,
+    };
+    println!("== ceiling: a bare actix-web server with the same cart page, {workers} worker(s)");
+    bench
+        .measure(
+            BenchPath::Read,
+            &Load {
+                url: format!("{}/cart", server.url),
+                script: &plain,
+                headers: vec![],
+                connections: 64,
+                seconds: options.seconds,
+                pinned,
+            },
+        )
+        .await?
+        .context("the ceiling's run")
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
     let here = std::env::current_exe()?;
     let shop = here.with_file_name("shop");
-    let ceiling = here.with_file_name("ceiling");
-    if !shop.exists() || !ceiling.exists() {
+    let ceiling_program = here.with_file_name("ceiling");
+    if !shop.exists() || !ceiling_program.exists() {
         bail!("build first: cargo build --release --all-features --bins");
     }
+    std::fs::create_dir_all("bench/results")?;
     let work = tempfile::tempdir()?;
     let mut runs = Vec::new();
     let mut page = String::new();
@@ -539,35 +847,21 @@ async fn main() -> anyhow::Result<()> {
     }
     let page_file = work.path().join("cart.html");
     std::fs::write(&page_file, &page)?;
-    let port = free_port()?;
-    let server = Server::start(
-        &ceiling,
-        &[page_file.to_str().context("a path")?, &port.to_string()],
-        &HashMap::new(),
-        port,
-    )
-    .await?;
-    let ceiling_result = wrk::run(&Load {
-        url: format!("{}/cart", server.url),
-        script: None,
-        headers: vec![],
-        connections: 64,
-        seconds: options.seconds,
-    })
-    .await?;
-    drop(server);
-    println!(
-        "== ceiling: a bare actix-web server with the same cart page: {:.0} req/s, p99 {:.2} ms",
-        ceiling_result.rps, ceiling_result.p99_ms
-    );
-    let markdown = report::markdown(&runs, &ceiling_result, options.seconds);
+    let ceilings = report::Ceilings {
+        one: ceiling(&ceiling_program, &page_file, &options, 1).await?,
+        two: ceiling(&ceiling_program, &page_file, &options, 2).await?,
+    };
+    let markdown = report::markdown(&runs, &ceilings, &options_line(&options));
     println!("\n{markdown}");
-    std::fs::create_dir_all("bench/results")?;
     std::fs::write("bench/results/latest.md", &markdown)?;
-    std::fs::write(
-        "bench/results/latest.svg",
-        report::svg(&runs, &ceiling_result),
-    )?;
+    std::fs::write("bench/results/latest.svg", report::svg(&runs, &ceilings))?;
     println!("Written: bench/results/latest.md, bench/results/latest.svg");
     Ok(())
+}
+
+fn options_line(options: &Options) -> String {
+    format!(
+        "{} s a run, {} valid runs per path",
+        options.seconds, options.runs
+    )
 }
