@@ -460,11 +460,11 @@ impl Bench<'_> {
             .status()
             .await;
         perf.wait().await?;
+        let suffix = if self.server.pinned { "" } else { "-2-workers" };
         let name = format!(
-            "bench/results/flame-{}-{}{}.svg",
+            "bench/results/flame-{}-{}{suffix}.svg",
             self.store.name(),
             path.slug(),
-            if self.server.pinned { "" } else { "-2-workers" }
         );
         let title = format!(
             "{}: {} ({} worker{})",
@@ -476,8 +476,14 @@ impl Bench<'_> {
         let status = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "perf script -i {} 2>/dev/null | inferno-collapse-perf | inferno-flamegraph --title '{title}' > {name}",
-                data.display()
+                "perf script -i {data} 2>/dev/null | inferno-collapse-perf > {folded} && \
+                 inferno-flamegraph --minwidth 2 --title '{title}' < {folded} > {name}",
+                data = data.display(),
+                // BENCH_FOLDED_DIR keeps the folded stacks, for `inferno-diff-folded`.
+                folded = std::env::var("BENCH_FOLDED_DIR")
+                    .map_or_else(|_| work.path().to_owned(), PathBuf::from)
+                    .join(format!("{}-{}{}.folded", self.store.name(), path.slug(), suffix))
+                    .display()
             ))
             .status()
             .await?;

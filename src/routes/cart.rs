@@ -80,10 +80,12 @@ pub async fn show(
     })
 }
 
+/// The product a cart change names, from the catalog cache: its stock may be a second old, and
+/// checkout checks it again in the transaction that takes it.
 async fn existing_product(state: &AppState, raw_id: &str) -> Result<Product, ShopError> {
     let unknown = || ShopError::bad_input("That product does not exist. Nothing was added.");
     let id = ProductId::parse(raw_id).map_err(|_| unknown())?;
-    state.db.product(id).await?.ok_or_else(unknown)
+    state.db.cached_product(id).await?.ok_or_else(unknown)
 }
 
 fn check_stock(product: &Product, wanted: Quantity) -> Result<(), ShopError> {
