@@ -537,9 +537,14 @@ async fn shop_env(
         sqlx::query(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
             .execute(&admin)
             .await?;
+        // On loopback TLS protects nothing, and PostgreSQL's default `sslmode=prefer`
+        // encrypts whenever the server offers it (Debian's does): a third of the read path's
+        // profile. BENCH_POSTGRES_SSLMODE=prefer measures that cost.
+        let sslmode =
+            std::env::var("BENCH_POSTGRES_SSLMODE").unwrap_or_else(|_| "disable".into());
         env.insert(
             "SESSION_DATABASE_URL".to_owned(),
-            format!("{server}/{name}"),
+            format!("{server}/{name}?sslmode={sslmode}"),
         );
     }
     Ok(env)

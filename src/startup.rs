@@ -12,7 +12,7 @@ use actix_web::error::InternalError;
 use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, Logger, Next, from_fn};
+use actix_web::middleware::{Condition, DefaultHeaders, Logger, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use askama::Template;
@@ -197,6 +197,9 @@ fn run(
     let static_dir = config.static_dir.clone();
     // In production the metrics are an operator's, served only on their own listener.
     let public_metrics = config.app_env == AppEnv::Development;
+    // The access log formats each request's parts before it knows whether the line will be
+    // written; with access logging off (RUST_LOG=error, say) that was 2% of a page view.
+    let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
     let mut server = HttpServer::new(move || {
         let sessions = SessionMiddleware::builder(state.store.clone(), key.clone())
             .cookie_name(SESSION_COOKIE.to_owned())
@@ -209,7 +212,10 @@ fn run(
             .session_lifecycle(PersistentSession::default().session_ttl(ttl))
             .build();
         App::new()
-            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            .wrap(Condition::new(
+                access_log,
+                Logger::new("%a \"%r\" %s %b %Dms"),
+            ))
             .wrap(from_fn(finish_response))
             .app_data(state.clone())
             .app_data(session_settings.clone())
