@@ -57,7 +57,10 @@ fn cores() -> Vec<(u64, u64)> {
                 .collect();
             let total: u64 = v.iter().take(8).sum();
             // idle and iowait are not busy.
-            (total - v.get(3).unwrap_or(&0) - v.get(4).unwrap_or(&0), total)
+            (
+                total - v.get(3).unwrap_or(&0) - v.get(4).unwrap_or(&0),
+                total,
+            )
         })
         .collect()
 }

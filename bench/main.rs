@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rand::RngCore;
-use shop::lab::{Shopper, free_port};
+use shop::lab::{RedisCluster, Shopper, free_port};
 use shop::session::Backend;
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
@@ -31,11 +31,57 @@ use wrk::Load;
 const PASSWORD: &str = "bench-password-1";
 const SERVER_CORE: &str = "0";
 
+/// What is measured: a store as the shop is configured for it, or the Redis store on a Redis
+/// Cluster of three masters on loopback, with writes waiting for a replica or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Store(Backend),
+    RedisCluster { wait: bool },
+}
+
+impl Subject {
+    fn backend(self) -> Backend {
+        match self {
+            Subject::Store(backend) => backend,
+            Subject::RedisCluster { .. } => Backend::Redis,
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Subject::Store(backend) => backend.name().to_owned(),
+            Subject::RedisCluster { wait: false } => "redis-cluster".to_owned(),
+            Subject::RedisCluster { wait: true } => "redis-cluster-wait".to_owned(),
+        }
+    }
+
+    fn parse(name: &str) -> anyhow::Result<Self> {
+        Ok(match name {
+            "redis-cluster" => Subject::RedisCluster { wait: false },
+            "redis-cluster-wait" => Subject::RedisCluster { wait: true },
+            other => Subject::Store(Backend::parse(other).map_err(anyhow::Error::msg)?),
+        })
+    }
+
+    /// How the report heads its section.
+    fn title(self) -> String {
+        match self {
+            Subject::Store(backend) => backend.name().to_owned(),
+            Subject::RedisCluster { wait: false } => {
+                "redis-cluster (3 masters, 3 replicas; asynchronous replication)".to_owned()
+            }
+            Subject::RedisCluster { wait: true } => {
+                "redis-cluster-wait (3 masters, 3 replicas; REDIS_MIN_REPLICAS_ACK=1)".to_owned()
+            }
+        }
+    }
+}
+
 struct Options {
     seconds: u32,
     sessions: usize,
     rss_sessions: u64,
-    stores: Vec<Backend>,
+    stores: Vec<Subject>,
     /// Valid runs per path; the report gives their median and spread.
     runs: usize,
     flames: bool,
@@ -56,6 +102,17 @@ fn options() -> anyhow::Result<Options> {
         ]
         .into_iter()
         .filter(|b| b.is_compiled())
+        .map(Subject::Store)
+        .chain(
+            Backend::Redis
+                .is_compiled()
+                .then_some([
+                    Subject::RedisCluster { wait: false },
+                    Subject::RedisCluster { wait: true },
+                ])
+                .into_iter()
+                .flatten(),
+        )
         .collect(),
         runs: 3,
         flames: false,
@@ -89,7 +146,7 @@ fn options() -> anyhow::Result<Options> {
             "--stores" => {
                 options.stores = value
                     .split(',')
-                    .map(|name| Backend::parse(name).map_err(anyhow::Error::msg))
+                    .map(Subject::parse)
                     .collect::<Result<_, _>>()?;
             }
             other => bail!("unknown argument {other}"),
@@ -168,8 +225,8 @@ impl Server {
 
     /// The process's memory: (current RSS, peak RSS) in KiB.
     fn rss_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -357,6 +414,8 @@ async fn checked_adds(
 struct Bench<'a> {
     server: &'a Server,
     store: Backend,
+    /// The subject's name, for the flame graphs' files.
+    name: String,
     options: &'a Options,
 }
 
@@ -418,7 +477,11 @@ impl Bench<'_> {
             return Ok(None);
         }
         let mut samples = Vec::new();
-        while samples.iter().filter(|s: &&Sample| s.invalid.is_none()).count() < self.options.runs
+        while samples
+            .iter()
+            .filter(|s: &&Sample| s.invalid.is_none())
+            .count()
+            < self.options.runs
             && samples.len() < 2 * self.options.runs
         {
             let sample = self.once(load).await?;
@@ -463,12 +526,12 @@ impl Bench<'_> {
         let suffix = if self.server.pinned { "" } else { "-2-workers" };
         let name = format!(
             "bench/results/flame-{}-{}{suffix}.svg",
-            self.store.name(),
+            self.name,
             path.slug(),
         );
         let title = format!(
             "{}: {} ({} worker{})",
-            self.store,
+            self.name,
             path.label(),
             if self.server.pinned { 1 } else { 2 },
             if self.server.pinned { "" } else { "s" }
@@ -482,7 +545,7 @@ impl Bench<'_> {
                 // BENCH_FOLDED_DIR keeps the folded stacks, for `inferno-diff-folded`.
                 folded = std::env::var("BENCH_FOLDED_DIR")
                     .map_or_else(|_| work.path().to_owned(), PathBuf::from)
-                    .join(format!("{}-{}{}.folded", self.store.name(), path.slug(), suffix))
+                    .join(format!("{}-{}{}.folded", self.name, path.slug(), suffix))
                     .display()
             ))
             .status()
@@ -496,10 +559,7 @@ impl Bench<'_> {
 }
 
 /// The environment of the shop for one store: its own key prefix and databases for this run.
-async fn shop_env(
-    store: Backend,
-    work: &Path,
-) -> anyhow::Result<HashMap<String, String>> {
+async fn shop_env(store: Backend, work: &Path) -> anyhow::Result<HashMap<String, String>> {
     let run_id = random_hex();
     let mut env = HashMap::from([
         ("HOST".to_owned(), "127.0.0.1".to_owned()),
@@ -540,8 +600,7 @@ async fn shop_env(
         // On loopback TLS protects nothing, and PostgreSQL's default `sslmode=prefer`
         // encrypts whenever the server offers it (Debian's does): a third of the read path's
         // profile. BENCH_POSTGRES_SSLMODE=prefer measures that cost.
-        let sslmode =
-            std::env::var("BENCH_POSTGRES_SSLMODE").unwrap_or_else(|_| "disable".into());
+        let sslmode = std::env::var("BENCH_POSTGRES_SSLMODE").unwrap_or_else(|_| "disable".into());
         env.insert(
             "SESSION_DATABASE_URL".to_owned(),
             format!("{server}/{name}?sslmode={sslmode}"),
@@ -551,16 +610,27 @@ async fn shop_env(
 }
 
 async fn bench_store(
-    store: Backend,
+    subject: Subject,
     options: &Options,
     shop: &Path,
     work: &Path,
+    redis_cluster: Option<&RedisCluster>,
 ) -> anyhow::Result<(StoreRun, String)> {
-    let env = shop_env(store, work).await?;
+    let store = subject.backend();
+    let name = subject.name();
+    let mut env = shop_env(store, work).await?;
+    if let Subject::RedisCluster { wait } = subject {
+        let cluster = redis_cluster.context("the Redis Cluster was not started")?;
+        env.insert("REDIS_CLUSTER_NODES".to_owned(), cluster.seeds());
+        env.insert(
+            "REDIS_MIN_REPLICAS_ACK".to_owned(),
+            if wait { "1" } else { "0" }.to_owned(),
+        );
+    }
     let server = Server::start(shop, &[], &env, free_port()?, true).await?;
     let url = server.url.clone();
     println!(
-        "== {store}: shop on core {SERVER_CORE}, wrk on core {}",
+        "== {name}: shop on core {SERVER_CORE}, wrk on core {}",
         wrk::LOAD_CORE
     );
 
@@ -632,6 +702,7 @@ async fn bench_store(
     let bench = Bench {
         server: &server,
         store,
+        name: name.clone(),
         options,
     };
     let mut rows = Vec::new();
@@ -730,6 +801,7 @@ async fn bench_store(
     let bench = Bench {
         server: &server,
         store,
+        name: name.clone(),
         options,
     };
     let scaled = [
@@ -758,6 +830,7 @@ async fn bench_store(
     Ok((
         StoreRun {
             store,
+            name: subject.title(),
             rows,
             scaled,
             bytes_per_session: stored,
@@ -818,6 +891,7 @@ async fn ceiling(
     let bench = Bench {
         server: &server,
         store: Backend::Memory,
+        name: "ceiling".to_owned(),
         options,
     };
     println!("== ceiling: a bare actix-web server with the same cart page, {workers} worker(s)");
@@ -848,10 +922,24 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all("bench/results")?;
     let work = tempfile::tempdir()?;
+    // One Redis Cluster (3 masters, 3 replicas on loopback) for the cluster subjects.
+    let redis_cluster = if options
+        .stores
+        .iter()
+        .any(|s| matches!(s, Subject::RedisCluster { .. }))
+    {
+        let dir = work.path().join("redis-cluster");
+        std::fs::create_dir_all(&dir)?;
+        println!("== starting a Redis Cluster: 3 masters, 3 replicas on loopback");
+        Some(RedisCluster::start(&dir).await?)
+    } else {
+        None
+    };
     let mut runs = Vec::new();
     let mut page = String::new();
     for store in &options.stores {
-        let (run, cart_page) = bench_store(*store, &options, &shop, work.path()).await?;
+        let (run, cart_page) =
+            bench_store(*store, &options, &shop, work.path(), redis_cluster.as_ref()).await?;
         report::print_store(&run);
         page = cart_page;
         runs.push(run);

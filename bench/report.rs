@@ -169,6 +169,8 @@ impl Row {
 
 pub struct StoreRun {
     pub store: Backend,
+    /// The store as the report names it: `redis`, or `redis-cluster` with its settings.
+    pub name: String,
     pub rows: Vec<Row>,
     /// Read and write again with 2 workers on both cores, wrk unpinned.
     pub scaled: Vec<Row>,
@@ -256,7 +258,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         }
     );
     for run in runs {
-        let _ = writeln!(out, "## {}\n", run.store);
+        let _ = writeln!(out, "## {}\n", run.name);
         out.push_str(
             "| path | req/s | × ceiling | p50 ms | p99 ms | store calls/req | store writes/req | bytes written/req | errors | runs | CPU (cores) |\n\
              | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
@@ -324,7 +326,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         let _ = writeln!(
             out,
             "| {} {}{}|",
-            run.store,
+            run.name,
             cell(Path::Read),
             cell(Path::Write)
         );
@@ -360,7 +362,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         let _ = writeln!(
             out,
             "| {} | {read_ratio:.2} vs {read_target}: {} | {write_ratio:.2} vs {write_target}: {} | {p99} | {:.2} calls, {:.2} writes: {} | {anonymous} | {rss_delta:.1} MiB: {} |",
-            run.store,
+            run.name,
             held(read_ratio >= read_target && read.errors() == 0),
             held(write_ratio >= write_target && write.errors() == 0),
             read.calls_per_request(),
@@ -395,7 +397,7 @@ pub fn svg(runs: &[StoreRun], ceilings: &Ceilings) -> String {
     }
     for (g, run) in runs.iter().enumerate() {
         let y0 = 88.0 + group * g as f64;
-        chart.text(20.0, y0 + 12.0, r#"font-weight="bold""#, run.store.name());
+        chart.text(20.0, y0 + 12.0, r#"font-weight="bold""#, &run.name);
         for (i, (path, color)) in paths.iter().zip(colors).enumerate() {
             let Some(row) = run.row(*path) else { continue };
             let ratio = (row.rps() / ceiling).min(1.0);
