@@ -43,6 +43,36 @@ with open("deploy/prometheus.yml") as f:
 targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
 if sorted(targets) != [f"shop{i}:{env.get('METRICS_PORT')}" for i in (1, 2, 3)]:
     problems.append("deploy/prometheus.yml must scrape each replica's metrics port")
+# The cluster profile: six nodes with cluster mode on, a join job making three masters with a
+# replica each, and the replicas reading REDIS_CLUSTER_NODES and REDIS_MIN_REPLICAS_ACK.
+nodes = {n: s for n, s in services.items() if n.startswith("redis-node-")}
+if len(nodes) != 6:
+    problems.append(f"the cluster profile needs 6 redis nodes, has {len(nodes)}")
+node_addresses = []
+for name, node in nodes.items():
+    if node.get("profiles") != ["cluster"]:
+        problems.append(f"{name} must be in the cluster profile only")
+    command = node.get("command", [])
+    if "--cluster-enabled" not in command or command[command.index("--cluster-enabled") + 1] != "yes":
+        problems.append(f"{name} does not run with --cluster-enabled yes")
+    node_addresses.append(node.get("networks", {}).get("default", {}).get("ipv4_address"))
+join = services.get("redis-cluster-join", {})
+join_command = " ".join(join.get("command", []))
+if join.get("profiles") != ["cluster"] or "--cluster create" not in join_command:
+    problems.append("a redis-cluster-join job in the cluster profile must run redis-cli --cluster create")
+if "--cluster-replicas 1" not in join_command:
+    problems.append("the join job must give each master one replica")
+for address in node_addresses:
+    if not address or f"{address}:6379" not in join_command:
+        problems.append(f"the join job does not join the node at {address}")
+if set(join.get("depends_on", {})) != set(nodes):
+    problems.append("the join job must wait for all six nodes")
+for variable in ["REDIS_CLUSTER_NODES", "REDIS_MIN_REPLICAS_ACK"]:
+    if variable not in env:
+        problems.append(f"the replicas do not pass {variable}")
+join_dependency = replicas[0].get("depends_on", {}).get("redis-cluster-join", {})
+if join_dependency.get("condition") != "service_completed_successfully" or join_dependency.get("required") is not False:
+    problems.append("the replicas must wait for the join job when the cluster profile is on, and only then")
 if problems:
     sys.exit("docker-compose.yml: " + "; ".join(problems))
-print("docker-compose.yml: parses, 3 replicas behind round-robin nginx, one shared secret")
+print("docker-compose.yml: parses, 3 replicas behind round-robin nginx, one shared secret, a 6-node Redis Cluster profile")

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::session::{Backend, Secret, SessionConfig};
+use crate::session::{Backend, Secret, SessionConfig, redact_url};
 
 /// The smallest secret actix-session accepts for signing and encrypting the cookie.
 pub const MIN_SECRET_BYTES: usize = 64;
@@ -200,6 +200,32 @@ impl Config {
             _ => {}
         }
         let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        let redis_cluster_nodes: Vec<String> = get("REDIS_CLUSTER_NODES")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(bad) = redis_cluster_nodes
+            .iter()
+            .find(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "REDIS_CLUSTER_NODES",
+                format!("'{}' is not a redis:// URL", redact_url(bad)),
+            ));
+        }
+        let redis_min_replicas_ack = parse_number(
+            "REDIS_MIN_REPLICAS_ACK",
+            get("REDIS_MIN_REPLICAS_ACK"),
+            0_u32,
+        )?;
+        if redis_min_replicas_ack > 5 {
+            return Err(invalid(
+                "REDIS_MIN_REPLICAS_ACK",
+                "must be 0 to 5 (replicas per master)",
+            ));
+        }
         let memcached_servers: Vec<String> = get("MEMCACHED_SERVERS")
             .unwrap_or_else(|| "127.0.0.1:11211".into())
             .split(',')
@@ -265,6 +291,8 @@ impl Config {
                 cookie_secure,
                 database_url: session_database_url,
                 redis_url,
+                redis_cluster_nodes,
+                redis_min_replicas_ack,
                 memcached_servers,
                 key_prefix,
             },

@@ -1,7 +1,8 @@
 //! The lab for educators: runs the live proof and narrates it.
 //!
 //! ```text
-//! cargo run --features redis --bin lab -- --store redis --replicas 3
+//! cargo run --features lab,redis --bin lab -- --store redis --replicas 3
+//! cargo run --features lab,redis --bin lab -- --store redis-cluster   # a store master killed
 //! ```
 //!
 //! Three runs, side by side: the shop with its sessions in a backing store behind round robin
@@ -18,7 +19,8 @@ use shop::lab::scenario::{self, LabConfig, Mode, Outcome};
 use shop::session::Backend;
 
 struct Args {
-    store: Backend,
+    /// The rule kept: a backing store, or a Redis Cluster whose master is killed.
+    store: Mode,
     replicas: usize,
     shoppers: usize,
     report: PathBuf,
@@ -27,7 +29,7 @@ struct Args {
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut store = None;
     let mut parsed = Args {
-        store: Backend::Sqlite,
+        store: Mode::External(Backend::Sqlite),
         replicas: 3,
         shoppers: 6,
         report: PathBuf::from("lab-report.md"),
@@ -35,7 +37,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--store" => store = Some(Backend::parse(&value()?).map_err(anyhow::Error::msg)?),
+            "--store" => {
+                store = Some(match value()?.as_str() {
+                    "redis-cluster" => Mode::RedisCluster,
+                    name => Mode::External(Backend::parse(name).map_err(anyhow::Error::msg)?),
+                });
+            }
             "--replicas" => {
                 parsed.replicas = value()?.parse().context("--replicas takes a number")?
             }
@@ -45,7 +52,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             "--report" => parsed.report = value()?.into(),
             "--help" | "-h" => {
                 println!(
-                    "usage: lab [--store sqlite|redis|postgres|memcached] [--replicas N] [--shoppers N] [--report FILE.md]"
+                    "usage: lab [--store sqlite|redis|redis-cluster|postgres|memcached] [--replicas N] [--shoppers N] [--report FILE.md]"
                 );
                 std::process::exit(0);
             }
@@ -54,15 +61,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     }
     parsed.store = match store {
         Some(store) => store,
-        None => Backend::default_compiled().map_err(|e| anyhow::anyhow!("pass --store: {e}"))?,
+        None => Mode::External(
+            Backend::default_compiled().map_err(|e| anyhow::anyhow!("pass --store: {e}"))?,
+        ),
     };
+    if parsed.store == Mode::RedisCluster && !Backend::Redis.is_compiled() {
+        bail!(
+            "--store redis-cluster needs the redis feature: cargo run --features lab,redis --bin lab"
+        );
+    }
     if !(2..=9).contains(&parsed.replicas) {
         bail!("--replicas must be between 2 and 9");
     }
     if !(1..=50).contains(&parsed.shoppers) {
         bail!("--shoppers must be between 1 and 50");
     }
-    if parsed.store == Backend::Memory {
+    if parsed.store == Mode::External(Backend::Memory) {
         bail!(
             "--store names the backing store to compare with process memory; memory itself is always shown"
         );
@@ -94,9 +108,9 @@ async fn run_all(args: &Args, narration: &mut Vec<String>) -> anyhow::Result<Vec
         rolling_restart: true,
     };
     let mut outcomes = Vec::new();
-    for mode in [Mode::External(args.store), Mode::Memory, Mode::StickyMemory] {
+    for mode in [args.store, Mode::Memory, Mode::StickyMemory] {
         let lab = LabConfig {
-            rolling_restart: mode == Mode::External(args.store),
+            rolling_restart: mode == args.store,
             ..lab.clone()
         };
         let mut say = |line: String| {
@@ -124,8 +138,10 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     println!(
-        "The sticky-session lab: {} replicas, {} shoppers, sessions in {}.\n",
-        args.replicas, args.shoppers, args.store
+        "The sticky-session lab: {} replicas, {} shoppers; the rule kept: {}.\n",
+        args.replicas,
+        args.shoppers,
+        args.store.label()
     );
     let mut narration = Vec::new();
     // On Ctrl-C the scenario's future is dropped, and with it every process it started.

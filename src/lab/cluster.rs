@@ -229,26 +229,7 @@ impl Cluster {
         let ports: Vec<u16> = self.replicas.iter().map(|r| r.port).collect();
         std::fs::write(dir.join("shop.conf"), localize(&shop_conf, &ports, port))?;
         self.fail_timeout = fail_timeout(&shop_conf);
-        std::fs::create_dir_all(dir.join("logs"))?;
-        let main = format!(
-            "worker_processes 1;\n\
-             pid {dir}/nginx.pid;\n\
-             error_log {dir}/logs/error.log warn;\n\
-             events {{ worker_connections 512; }}\n\
-             http {{\n\
-             \x20   access_log off;\n\
-             \x20   proxy_max_temp_file_size 0;\n\
-             \x20   client_body_temp_path {dir}/tmp-body;\n\
-             \x20   proxy_temp_path {dir}/tmp-proxy;\n\
-             \x20   fastcgi_temp_path {dir}/tmp-fastcgi;\n\
-             \x20   uwsgi_temp_path {dir}/tmp-uwsgi;\n\
-             \x20   scgi_temp_path {dir}/tmp-scgi;\n\
-             \x20   include {dir}/shop.conf;\n\
-             }}\n",
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), main)?;
-        Ok(())
+        write_nginx_main(dir, "shop.conf")
     }
 
     /// The process groups of everything this cluster started (nginx's master and workers, and
@@ -299,6 +280,31 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// Writes `dir/nginx.conf`: one worker, everything (pid, logs, temporary files) inside `dir`,
+/// and the site file `dir/<site>` included in `http { }`. For nginx run with `-p dir`.
+pub fn write_nginx_main(dir: &Path, site: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let main = format!(
+        "worker_processes 1;\n\
+         pid {dir}/nginx.pid;\n\
+         error_log {dir}/logs/error.log warn;\n\
+         events {{ worker_connections 512; }}\n\
+         http {{\n\
+         \x20   access_log off;\n\
+         \x20   proxy_max_temp_file_size 0;\n\
+         \x20   client_body_temp_path {dir}/tmp-body;\n\
+         \x20   proxy_temp_path {dir}/tmp-proxy;\n\
+         \x20   fastcgi_temp_path {dir}/tmp-fastcgi;\n\
+         \x20   uwsgi_temp_path {dir}/tmp-uwsgi;\n\
+         \x20   scgi_temp_path {dir}/tmp-scgi;\n\
+         \x20   include {dir}/{site};\n\
+         }}\n",
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), main)?;
+    Ok(())
 }
 
 /// The longest `fail_timeout=Ns` in an nginx file (nginx's default is 10 s).

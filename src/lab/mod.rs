@@ -3,12 +3,14 @@
 //! and an account of what was lost.
 
 pub mod cluster;
+pub mod redis_cluster;
 pub mod report;
 pub mod scenario;
 pub mod shopper;
 pub mod svg;
 
 pub use cluster::{Balancing, Cluster, ClusterConfig, signal_group};
+pub use redis_cluster::RedisCluster;
 pub use scenario::{Mode, Outcome};
 pub use shopper::Shopper;
 

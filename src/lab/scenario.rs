@@ -12,6 +12,7 @@ use anyhow::Context;
 use rand::RngCore;
 
 use super::cluster::{Balancing, Cluster, ClusterConfig};
+use super::redis_cluster::{NODE_TIMEOUT_MS, RedisCluster};
 use super::shopper::Shopper;
 use crate::session::Backend;
 
@@ -22,6 +23,9 @@ const PASSWORD: &str = "lab-password-1";
 pub enum Mode {
     /// The rule kept: round robin, state in a backing store.
     External(Backend),
+    /// The rule kept on a Redis Cluster of three masters with a replica each, writes waiting
+    /// for a replica: the journey kills a store master instead of a shop replica.
+    RedisCluster,
     /// Round robin over process memory: the anti-pattern at its plainest.
     Memory,
     /// `ip_hash` over process memory: sticky sessions, which "work" until a replica dies.
@@ -32,6 +36,9 @@ impl Mode {
     pub fn label(self) -> String {
         match self {
             Mode::External(backend) => format!("round robin, sessions in {backend}"),
+            Mode::RedisCluster => {
+                "round robin, sessions in a Redis Cluster (a master killed)".into()
+            }
             Mode::Memory => "round robin, sessions in process memory".into(),
             Mode::StickyMemory => "sticky ip_hash, sessions in process memory".into(),
         }
@@ -40,6 +47,7 @@ impl Mode {
     fn backend(self) -> Backend {
         match self {
             Mode::External(backend) => backend,
+            Mode::RedisCluster => Backend::Redis,
             Mode::Memory | Mode::StickyMemory => Backend::Memory,
         }
     }
@@ -139,6 +147,22 @@ pub async fn run(
     env.entry("WORKERS".into()).or_insert("1".into());
 
     narrator.say(format!("Scenario: {}.", mode.label()));
+    let prefix = env["SESSION_KEY_PREFIX"].clone();
+    let mut redis = None;
+    if mode == Mode::RedisCluster {
+        let dir = work.path().join("redis-cluster");
+        std::fs::create_dir_all(&dir)?;
+        let cluster = RedisCluster::start(&dir).await?;
+        env.insert("REDIS_CLUSTER_NODES".into(), cluster.seeds());
+        env.insert("REDIS_MIN_REPLICAS_ACK".into(), "1".into());
+        narrator.say(format!(
+            "A Redis Cluster is up: masters on ports {:?}, each with a replica; a master is \
+             failed over after {NODE_TIMEOUT_MS} ms of silence. Every session write waits until \
+             a replica has it.",
+            cluster.masters().await?
+        ));
+        redis = Some(cluster);
+    }
     let mut cluster = Cluster::start(ClusterConfig {
         program: lab.program.clone(),
         args: lab.args.clone(),
@@ -239,10 +263,16 @@ pub async fn run(
         )
     });
 
-    cluster.kill(&login_replica).await?;
-    narrator.say(format!(
-        "SIGKILL {login_replica}, the replica that served shopper 1's login: it dies at once, as in a crash."
-    ));
+    let killed = match redis.as_mut() {
+        Some(redis) => kill_a_master(redis, &prefix, &mut narrator).await?,
+        None => {
+            cluster.kill(&login_replica).await?;
+            narrator.say(format!(
+                "SIGKILL {login_replica}, the replica that served shopper 1's login: it dies at once, as in a crash."
+            ));
+            login_replica.clone()
+        }
+    };
 
     let (mut kept_login, mut kept_cart, mut checked_out) = (0, 0, 0);
     for (i, shopper) in shoppers.iter().enumerate() {
@@ -282,12 +312,13 @@ pub async fn run(
         rolling_restart = Some((requests, failures));
     }
     drop(cluster);
+    drop(redis);
     narrator.say("Everything this scenario started is stopped.");
 
     Ok(Outcome {
         mode,
         shoppers: shoppers.len(),
-        killed: login_replica,
+        killed,
         carts_filled: acknowledged_all.iter().filter(|&&ok| ok).count(),
         kept_login,
         kept_cart,
@@ -295,6 +326,70 @@ pub async fn run(
         replicas_seen,
         rolling_restart,
     })
+}
+
+/// SIGKILLs the Redis master holding the most of this run's keys, and waits until its replica
+/// has taken over; returns what was killed, for the report.
+async fn kill_a_master(
+    redis: &mut RedisCluster,
+    prefix: &str,
+    narrator: &mut Narrator<'_>,
+) -> anyhow::Result<String> {
+    let spread = redis.keys_by_master(prefix).await?;
+    narrator.say(format!(
+        "The shoppers' keys (sessions, sign-in counters, session lists) per master: {}.",
+        spread
+            .iter()
+            .map(|(port, keys)| format!("port {port}: {}", keys.len()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let (victim, keys) = spread
+        .into_iter()
+        .max_by_key(|(_, keys)| keys.len())
+        .context("the cluster has no master")?;
+    let slots = redis
+        .topology()
+        .await?
+        .into_iter()
+        .find(|n| n.port == victim)
+        .map(|n| n.slots)
+        .unwrap_or_default();
+    redis.kill(victim);
+    let killed_at = Instant::now();
+    narrator.say(format!(
+        "SIGKILL the Redis master on port {victim}, holding {} of those keys: it dies at once, as in a crash.",
+        keys.len()
+    ));
+    let deadline = killed_at + Duration::from_secs(30);
+    loop {
+        if let Some(port) = redis.promoted_for(&slots).await
+            && redis.all_slots_served().await
+        {
+            narrator.say(format!(
+                "After {:.1} s its replica on port {port} is the master of its slots; the shop \
+                 follows the new topology without a restart.",
+                killed_at.elapsed().as_secs_f32()
+            ));
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "no replica took over from the Redis master on port {victim} within 30 s"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Writes wait for a replica, and the promoted master has none: start the dead node again,
+    // as an orchestrator would; it rejoins as that master's replica.
+    redis.restart(victim).await?;
+    redis.wait_replicated(Duration::from_secs(30)).await?;
+    narrator.say(format!(
+        "The dead node is started again and rejoins as its replica ({:.1} s after the kill): \
+         writes to those slots are acknowledged again.",
+        killed_at.elapsed().as_secs_f32()
+    ));
+    Ok(format!("redis master :{victim}"))
 }
 
 /// Restarts every replica in turn while `shopper` browses; returns requests and failures.

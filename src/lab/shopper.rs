@@ -104,8 +104,18 @@ impl Shopper {
     /// Posts a form with the CSRF token read from a page first, as a browser would have it.
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<Seen> {
         let token = self.csrf_token().await?;
+        self.post_with_token(path, form, &token).await
+    }
+
+    /// Posts a form with a token the shopper already has (from a page read earlier).
+    pub async fn post_with_token(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        token: &str,
+    ) -> anyhow::Result<Seen> {
         let mut form = form.to_vec();
-        form.push(("csrf_token", &token));
+        form.push(("csrf_token", token));
         let response = self
             .client
             .post(format!("{}{path}", self.base))

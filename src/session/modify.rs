@@ -26,6 +26,13 @@ pub enum ModifyError<E> {
     Store(anyhow::Error),
 }
 
+/// The state key holding each write's random revision.
+pub const REVISION: &str = "rev";
+
+fn revision() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
 impl Store {
     /// Applies `change` to the state stored under `key` as one compare-and-set: read, change,
     /// write only if nobody wrote in between, else read again and replay the change, a bounded
@@ -60,6 +67,11 @@ impl Store {
                 return Ok(None);
             };
             let out = change(&mut state).map_err(ModifyError::Rejected)?;
+            // Every write is unique, so a compare-and-set that a client library retried after a
+            // lost reply (the Redis Cluster client does, when a master dies mid-request) finds
+            // its own write and counts it done, instead of failing and having the change
+            // replayed on top of itself.
+            state.insert(REVISION.to_owned(), revision());
             let encoded = encode(&state).map_err(ModifyError::Store)?;
             let swapped = self
                 .measured(Operation::Update, async {

@@ -1,97 +1,268 @@
 //! Sessions in Redis, the classic choice: one `GET` per page view, expiry enforced by Redis
-//! itself (`EX`), no reaper needed.
+//! itself (`EX`), no reaper needed. One server (`REDIS_URL`) or a Redis Cluster
+//! (`REDIS_CLUSTER_NODES`), with writes optionally acknowledged only once replicas have them
+//! (`REDIS_MIN_REPLICAS_ACK`).
 //!
 //! Our own store on the `redis` crate rather than actix-session's `RedisSessionStore`, because
 //! that one's `update` falls back to `save` when the key is gone, which brings a logged-out
 //! session back to life under a new key. Here `update` is `SET … XX`: it only ever rewrites a key
 //! that still exists. (`actix-redis` is deprecated and cannot serve actix-session 0.10+.)
+//!
+//! Every command names exactly one key (sessions, the per-user index, the login counters are
+//! each one key), so each is valid in a cluster as it is: it goes to the master of its slot.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
 
 use actix_web::cookie::time::Duration;
 use anyhow::Context;
-use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
 
+use super::SessionConfig;
 use super::codec::millis;
 use super::redact_url;
 
+/// How long a write waits for its replicas when `REDIS_MIN_REPLICAS_ACK` asks for them. A
+/// replica on the same network acknowledges in well under a millisecond; past this the write
+/// is answered as failed.
+pub const WAIT_TIMEOUT_MS: u64 = 500;
+
+/// How long a write whose reply was lost keeps asking whether it took effect: long enough for
+/// a cluster to fail a master over (node timeout plus election), short enough for a shopper.
+const CONFIRM_WITHIN: StdDuration = StdDuration::from_secs(5);
+
+/// Where the store's commands go: one server, or a cluster's masters by slot.
+#[derive(Clone)]
+enum Target {
+    Single {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    Cluster(ClusterClient),
+}
+
+/// A connection to either; both multiplex every command of a thread over their sockets.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    /// A pipeline goes to one node: in a cluster, the master of its first key's slot.
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    target: Target,
+    /// Replicas that must have a write before it counts (`WAIT`); 0 does not wait.
+    min_replicas_ack: u32,
     /// Tells this store's connections apart in the per-thread cache.
     id: u64,
     prefix: String,
     location: String,
 }
 
-/// `SET` only if the value is still the one the caller read.
-static COMPARE_AND_SWAP: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-           redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 \
-         end return 0",
-    )
-});
+/// A write that reached the master but not enough replicas within [`WAIT_TIMEOUT_MS`]: it is
+/// answered as failed (and undone where that is possible), never kept silently on one node.
+#[derive(Debug, thiserror::Error)]
+#[error("the write did not reach the {wanted} replica(s) required within {WAIT_TIMEOUT_MS} ms")]
+pub struct NotReplicated {
+    pub wanted: u32,
+}
+
+/// A Lua script sent as `EVALSHA`, and as `EVAL` (which also caches it) on a node that does not
+/// know it yet: after a failover, or on a master that has never run it.
+struct Lua {
+    source: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl Lua {
+    const fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: OnceLock::new(),
+        }
+    }
+
+    /// The call on one key, by hash or by source.
+    fn call(&self, by_source: bool, key: &str, args: &[&[u8]]) -> Cmd {
+        let mut cmd = if by_source {
+            let mut c = redis::cmd("EVAL");
+            c.arg(self.source);
+            c
+        } else {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(
+                self.sha
+                    .get_or_init(|| redis::Script::new(self.source).get_hash().to_owned()),
+            );
+            c
+        };
+        cmd.arg(1).arg(key);
+        for arg in args {
+            cmd.arg(*arg);
+        }
+        cmd
+    }
+}
+
+/// `SET` only if the value is still the one the caller read. A value that already is the new
+/// one counts as done: the call is a retry of a write whose reply was lost (every state the
+/// shop writes carries a random revision, so no other write produces the same bytes).
+static COMPARE_AND_SWAP: Lua = Lua::new(
+    "local current = redis.call('GET', KEYS[1]) \
+     if current == ARGV[1] then \
+       redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 \
+     end \
+     if current == ARGV[2] then return 1 end \
+     return 0",
+);
 
 /// Adds to a counter and restarts its window, atomically; never below zero.
-static ADD_TO_COUNTER: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) \
-         if n < 0 then n = 0 redis.call('SET', KEYS[1], 0) end \
-         redis.call('PEXPIRE', KEYS[1], ARGV[2]) return n",
-    )
-});
+static ADD_TO_COUNTER: Lua = Lua::new(
+    "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) \
+     if n < 0 then n = 0 redis.call('SET', KEYS[1], 0) end \
+     redis.call('PEXPIRE', KEYS[1], ARGV[2]) return n",
+);
 
 thread_local! {
     /// One connection per store and thread. A connection's driver task runs on the runtime that
     /// made it; made on an actix worker's own runtime, a command never crosses threads. (One
     /// shared connection made at start-up lived on the main thread: the profile of the read
     /// path showed a fifth of the time in that thread and half in the kernel switching to it.)
-    static CONNECTIONS: RefCell<HashMap<u64, ConnectionManager>> = RefCell::new(HashMap::new());
+    static CONNECTIONS: RefCell<HashMap<u64, Connection>> = RefCell::new(HashMap::new());
 }
 
 fn seconds(ttl: &Duration) -> u64 {
     u64::try_from(ttl.whole_seconds()).unwrap_or(1).max(1)
 }
 
+fn is_noscript(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::NoScriptError
+}
+
 impl RedisStore {
-    /// Connects once; afterwards the connection manager reconnects by itself, and a command
-    /// during an outage fails within a second instead of hanging.
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(StdDuration::from_secs(1))
-            .set_response_timeout(StdDuration::from_secs(1))
-            .set_number_of_retries(1)
-            .set_max_delay(500);
-        let store = Self {
-            client,
-            config,
-            id: rand::random(),
-            prefix: prefix.to_owned(),
-            location: redact_url(url),
+    /// Connects once; afterwards the connection reconnects by itself (a cluster connection also
+    /// follows `MOVED` and refreshes its slots after a failover), and a command during an outage
+    /// fails within a second or two instead of hanging.
+    pub async fn connect(config: &SessionConfig) -> anyhow::Result<Self> {
+        let (target, location) = if config.redis_cluster_nodes.is_empty() {
+            let client = redis::Client::open(config.redis_url.as_str())
+                .context("REDIS_URL is not a valid Redis URL")?;
+            let manager = ConnectionManagerConfig::new()
+                .set_connection_timeout(StdDuration::from_secs(1))
+                .set_response_timeout(StdDuration::from_secs(1))
+                .set_number_of_retries(1)
+                .set_max_delay(500);
+            (
+                Target::Single {
+                    client,
+                    config: manager,
+                },
+                redact_url(&config.redis_url),
+            )
+        } else {
+            let client = ClusterClientBuilder::new(config.redis_cluster_nodes.clone())
+                .connection_timeout(StdDuration::from_secs(1))
+                .response_timeout(StdDuration::from_secs(1))
+                // A request retries a moved or failing slot twice, a few hundred milliseconds
+                // apart, and is then answered 503: a shopper waits seconds, not minutes.
+                .retries(2)
+                .min_retry_wait(100)
+                .max_retry_wait(500)
+                .build()
+                .context("REDIS_CLUSTER_NODES does not describe a Redis Cluster")?;
+            let nodes: Vec<String> = config
+                .redis_cluster_nodes
+                .iter()
+                .map(|n| redact_url(n))
+                .collect();
+            (
+                Target::Cluster(client),
+                format!("the Redis Cluster seeded by {}", nodes.join(", ")),
+            )
         };
-        store
+        let store = Self {
+            target,
+            min_replicas_ack: config.redis_min_replicas_ack,
+            id: rand::random(),
+            prefix: config.key_prefix.clone(),
+            location,
+        };
+        let mut connection = store
             .connection()
             .await
-            .with_context(|| format!("could not connect to Redis at {}", store.location))?;
+            .with_context(|| format!("could not connect to {}", store.location))?;
+        if let Target::Cluster(_) = store.target {
+            let masters = cluster_masters(&mut connection).await?;
+            log::info!(
+                "Redis Cluster masters (slots): {}",
+                masters
+                    .iter()
+                    .map(|(addr, slots)| format!("{addr} ({slots})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if store.min_replicas_ack > 0 {
+            log::info!(
+                "Every Redis write waits for {} replica(s), at most {WAIT_TIMEOUT_MS} ms.",
+                store.min_replicas_ack
+            );
+        }
         Ok(store)
     }
 
     /// This thread's connection, made on first use (and again after a failed attempt).
-    async fn connection(&self) -> anyhow::Result<ConnectionManager> {
+    async fn connection(&self) -> anyhow::Result<Connection> {
         if let Some(connection) = CONNECTIONS.with(|c| c.borrow().get(&self.id).cloned()) {
             return Ok(connection);
         }
-        let connection =
-            ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
-                .await
-                .context("could not connect to Redis")?;
+        let connection = match &self.target {
+            Target::Single { client, config } => Connection::Single(
+                ConnectionManager::new_with_config(client.clone(), config.clone())
+                    .await
+                    .context("could not connect to Redis")?,
+            ),
+            Target::Cluster(client) => Connection::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .context("could not connect to the Redis Cluster")?,
+            ),
+        };
         CONNECTIONS.with(|c| c.borrow_mut().insert(self.id, connection.clone()));
         Ok(connection)
     }
@@ -104,6 +275,11 @@ impl RedisStore {
         format!("{} (keys {}…)", self.location, self.prefix)
     }
 
+    /// Whether this store is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
     pub async fn ping(&self) -> anyhow::Result<()> {
         let _: () = redis::cmd("PING")
             .query_async(&mut self.connection().await?)
@@ -111,16 +287,64 @@ impl RedisStore {
         Ok(())
     }
 
+    /// A write and, when replicas must have it, `WAIT` in the same round trip to the same node
+    /// (a pipeline goes to the master of its key). Returns the write's reply and whether enough
+    /// replicas acknowledged it. A script unknown to the node is sent again by source.
+    async fn write<T: FromRedisValue>(
+        &self,
+        make: impl Fn(bool) -> Cmd,
+    ) -> Result<(T, bool), redis::RedisError> {
+        let mut connection = match self.connection().await {
+            Ok(c) => c,
+            Err(err) => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "no connection",
+                    format!("{err:#}"),
+                )));
+            }
+        };
+        for by_source in [false, true] {
+            let result = if self.min_replicas_ack == 0 {
+                make(by_source)
+                    .query_async::<T>(&mut connection)
+                    .await
+                    .map(|value| (value, true))
+            } else {
+                let mut pipe = redis::pipe();
+                pipe.add_command(make(by_source))
+                    .cmd("WAIT")
+                    .arg(self.min_replicas_ack)
+                    .arg(WAIT_TIMEOUT_MS);
+                pipe.query_async::<(T, i64)>(&mut connection)
+                    .await
+                    .map(|(value, acked)| (value, acked >= i64::from(self.min_replicas_ack)))
+            };
+            match result {
+                Err(err) if !by_source && is_noscript(&err) => continue,
+                other => return other,
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    fn not_replicated(&self) -> anyhow::Error {
+        NotReplicated {
+            wanted: self.min_replicas_ack,
+        }
+        .into()
+    }
+
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        self.connection()
-            .await?
-            .get(self.key(key))
+        redis::cmd("GET")
+            .arg(self.key(key))
+            .query_async(&mut self.connection().await?)
             .await
             .context("could not load a session from Redis")
     }
 
     /// `GETEX … PX`: the read that also slides the expiry, in the same round trip. A missing
-    /// key stays missing.
+    /// key stays missing. (A slide is not waited for: losing one costs a little idle time.)
     pub async fn get_sliding(&self, key: &str, ttl: &Duration) -> anyhow::Result<Option<Vec<u8>>> {
         redis::cmd("GETEX")
             .arg(self.key(key))
@@ -131,36 +355,53 @@ impl RedisStore {
             .context("could not load a session from Redis")
     }
 
-    /// `SET … NX EX`: stores state only under a key no session has.
+    /// `SET … NX EX`: stores state only under a key no session has. Not replicated in time, the
+    /// new key is deleted again and the save fails.
     pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
-        let stored: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(state)
-            .arg("NX")
-            .arg("EX")
-            .arg(seconds(ttl))
-            .query_async(&mut self.connection().await?)
+        let full = self.key(key);
+        let (stored, replicated): (Option<String>, bool) = self
+            .write(|_| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&full)
+                    .arg(state)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(seconds(ttl));
+                cmd
+            })
             .await
             .context("could not save a session to Redis")?;
+        if stored.is_some() && !replicated {
+            let _ = self.remove(key).await;
+            return Err(self.not_replicated());
+        }
         Ok(stored.is_some())
     }
 
     /// `SET … XX EX`: a key deleted meanwhile (logout) or expired stays gone.
     pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
-        let _: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(state)
-            .arg("XX")
-            .arg("EX")
-            .arg(seconds(ttl))
-            .query_async(&mut self.connection().await?)
+        let full = self.key(key);
+        let (_, replicated): (Option<String>, bool) = self
+            .write(|_| {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&full)
+                    .arg(state)
+                    .arg("XX")
+                    .arg("EX")
+                    .arg(seconds(ttl));
+                cmd
+            })
             .await
             .context("could not update a session in Redis")?;
+        if !replicated {
+            return Err(self.not_replicated());
+        }
         Ok(())
     }
 
     /// Replaces the state under `key` only if it is still exactly `expected`, atomically in a
-    /// Lua script.
+    /// Lua script. Swapped but not replicated in time, it is swapped back (if nothing changed
+    /// it since) and the change fails: the shopper is told nothing changed.
     pub async fn compare_and_swap(
         &self,
         key: &str,
@@ -168,15 +409,96 @@ impl RedisStore {
         state: &str,
         ttl: &Duration,
     ) -> anyhow::Result<bool> {
-        let swapped: i64 = COMPARE_AND_SWAP
-            .key(self.key(key))
-            .arg(expected)
-            .arg(state)
-            .arg(seconds(ttl))
-            .invoke_async(&mut self.connection().await?)
-            .await
-            .context("could not update a session in Redis")?;
+        let full = self.key(key);
+        let ttl = seconds(ttl).to_string();
+        let attempt = self
+            .write(|by_source| {
+                COMPARE_AND_SWAP.call(
+                    by_source,
+                    &full,
+                    &[expected, state.as_bytes(), ttl.as_bytes()],
+                )
+            })
+            .await;
+        let (swapped, replicated): (i64, bool) = match attempt {
+            Ok(reply) => reply,
+            // Sent, but no reply: the master may have applied it (and passed it on) before it
+            // died. Ask the slot's master, once there is one, instead of guessing.
+            Err(err) if err.is_io_error() || err.is_timeout() => {
+                self.confirm(&full, state, &ttl).await.with_context(|| {
+                    format!("could not update a session in Redis, nor learn whether it was: {err}")
+                })?
+            }
+            Err(err) => return Err(err).context("could not update a session in Redis"),
+        };
+        if swapped == 1 && !replicated {
+            self.undo(&full, state, expected, &ttl).await;
+            return Err(self.not_replicated());
+        }
         Ok(swapped == 1)
+    }
+
+    /// Puts `expected` back where this request wrote `state`, if nothing changed it since;
+    /// retried through a failover for a few seconds. A change that could not be undone is
+    /// logged: it may survive although the shopper was told it failed.
+    async fn undo(&self, full: &str, state: &str, expected: &[u8], ttl: &str) {
+        let deadline = std::time::Instant::now() + CONFIRM_WITHIN;
+        loop {
+            let undone = match self.connection().await {
+                Ok(mut connection) => COMPARE_AND_SWAP
+                    .call(true, full, &[state.as_bytes(), expected, ttl.as_bytes()])
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(err) => Err(err),
+            };
+            match undone {
+                Ok(_) => return,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(StdDuration::from_millis(200)).await;
+                }
+                Err(err) => {
+                    log::warn!(
+                        "A session change that did not reach a replica could not be undone \
+                         ({err:#}); it may survive."
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether a compare-and-set whose reply was lost took effect: the same script with the new
+    /// state as both the expected and the new value rewrites it only if it is there (each state
+    /// is unique: it carries a random revision), and a `WAIT` behind it then covers it. Retried
+    /// for a few seconds while the slot has no reachable master (a failover).
+    async fn confirm(
+        &self,
+        full: &str,
+        state: &str,
+        ttl: &str,
+    ) -> Result<(i64, bool), redis::RedisError> {
+        let deadline = std::time::Instant::now() + CONFIRM_WITHIN;
+        loop {
+            let found = self
+                .write(|by_source| {
+                    COMPARE_AND_SWAP.call(
+                        by_source,
+                        full,
+                        &[state.as_bytes(), state.as_bytes(), ttl.as_bytes()],
+                    )
+                })
+                .await;
+            match found {
+                Err(err)
+                    if (err.is_io_error() || err.is_timeout() || err.is_cluster_error())
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(StdDuration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `INCRBY` and `PEXPIRE` in one script: the counter's new value.
@@ -186,32 +508,44 @@ impl RedisStore {
         delta: i64,
         window: &Duration,
     ) -> anyhow::Result<i64> {
-        ADD_TO_COUNTER
-            .key(self.key(name))
-            .arg(delta)
-            .arg(millis(window).max(1))
-            .invoke_async(&mut self.connection().await?)
+        let full = self.key(name);
+        let (delta, window) = (delta.to_string(), millis(window).max(1).to_string());
+        let (value, replicated): (i64, bool) = self
+            .write(|by_source| {
+                ADD_TO_COUNTER.call(by_source, &full, &[delta.as_bytes(), window.as_bytes()])
+            })
             .await
-            .context("could not count in Redis")
+            .context("could not count in Redis")?;
+        if !replicated {
+            return Err(self.not_replicated());
+        }
+        Ok(value)
     }
 
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
-        let _: bool = self
-            .connection()
-            .await?
-            .expire(self.key(key), seconds(ttl) as i64)
+        let _: bool = redis::cmd("EXPIRE")
+            .arg(self.key(key))
+            .arg(seconds(ttl))
+            .query_async(&mut self.connection().await?)
             .await
             .context("could not refresh a session's expiry in Redis")?;
         Ok(())
     }
 
+    /// `DEL`, waited for like every write: a logout that a failover could undo is not a logout.
     pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
-        let _: i64 = self
-            .connection()
-            .await?
-            .del(self.key(key))
+        let full = self.key(key);
+        let (_, replicated): (i64, bool) = self
+            .write(|_| {
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(&full);
+                cmd
+            })
             .await
             .context("could not delete a session from Redis")?;
+        if !replicated {
+            return Err(self.not_replicated());
+        }
         Ok(())
     }
 
@@ -224,4 +558,39 @@ impl RedisStore {
             .await?;
         Ok(value.map(|v| (String::from_utf8_lossy(&v).into_owned(), ttl)))
     }
+}
+
+/// The cluster's masters with how many slots each serves, from `CLUSTER SHARDS`.
+async fn cluster_masters(connection: &mut Connection) -> anyhow::Result<Vec<(String, u32)>> {
+    // CLUSTER SLOTS: [[start, end, [ip, port, id], replicas...], ...]
+    let slots: Vec<(u32, u32, (String, u16))> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async::<Vec<Value>>(connection)
+        .await
+        .context("could not read the cluster's slots")?
+        .into_iter()
+        .filter_map(|range| {
+            let Value::Array(items) = range else {
+                return None;
+            };
+            let start = u32::from_redis_value(items.first()?).ok()?;
+            let end = u32::from_redis_value(items.get(1)?).ok()?;
+            let Value::Array(master) = items.get(2)? else {
+                return None;
+            };
+            let ip = String::from_redis_value(master.first()?).ok()?;
+            let port = u16::from_redis_value(master.get(1)?).ok()?;
+            Some((start, end, (ip, port)))
+        })
+        .collect();
+    let mut masters: Vec<(String, u32)> = Vec::new();
+    for (start, end, (ip, port)) in slots {
+        let addr = format!("{ip}:{port}");
+        match masters.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, n)) => *n += end - start + 1,
+            None => masters.push((addr, end - start + 1)),
+        }
+    }
+    masters.sort();
+    Ok(masters)
 }

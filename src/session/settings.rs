@@ -29,6 +29,12 @@ pub struct SessionConfig {
     pub database_url: String,
     /// `REDIS_URL`: the Redis store. Default `redis://127.0.0.1:6379`.
     pub redis_url: String,
+    /// `REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster, a comma list of `redis://` URLs;
+    /// when set, the Redis store is that cluster and `REDIS_URL` is not used. Default: none.
+    pub redis_cluster_nodes: Vec<String>,
+    /// `REDIS_MIN_REPLICAS_ACK`: replicas that must have every write before it is acknowledged
+    /// (`WAIT`). Default `0`: Redis's asynchronous replication.
+    pub redis_min_replicas_ack: u32,
     /// `MEMCACHED_SERVERS`: the Memcached store, a comma list. Default `127.0.0.1:11211`.
     pub memcached_servers: Vec<String>,
     /// `SESSION_KEY_PREFIX`: prefix of every key in a shared store. Default `shop:session:`.

@@ -64,9 +64,7 @@ impl Store {
             #[cfg(feature = "postgres")]
             Backend::Postgres => Kind::Sql(super::postgres::connect(&config.database_url).await?),
             #[cfg(feature = "redis")]
-            Backend::Redis => {
-                Kind::Redis(RedisStore::connect(&config.redis_url, &config.key_prefix).await?)
-            }
+            Backend::Redis => Kind::Redis(RedisStore::connect(config).await?),
             #[cfg(feature = "memcached")]
             Backend::Memcached => Kind::Memcached(
                 MemcachedStore::connect(&config.memcached_servers, &config.key_prefix).await?,

@@ -21,4 +21,6 @@ mod operator;
 mod outages;
 mod processes;
 mod proof;
+#[cfg(feature = "redis")]
+mod redis_cluster;
 mod sessions;

@@ -108,3 +108,16 @@ async fn sticky_sessions_lose_the_dead_replicas_shoppers() {
         o.killed
     );
 }
+
+/// The lab's `--store redis-cluster`: the same journey, but a Redis master is killed instead of
+/// a shop replica; after its replica takes over every shopper still has their login and cart.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn nothing_is_lost_when_a_redis_cluster_master_dies() {
+    let o = journey("redis", Mode::RedisCluster).await;
+    assert!(o.killed.starts_with("redis master"), "{}", o.killed);
+    assert_eq!(o.carts_filled, o.shoppers, "every add was acknowledged");
+    assert_eq!(o.kept_login, o.shoppers, "everyone is still logged in");
+    assert_eq!(o.kept_cart, o.shoppers, "every cart is intact");
+    assert_eq!(o.checked_out, o.shoppers, "everyone could check out");
+}

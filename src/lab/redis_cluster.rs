@@ -1,0 +1,342 @@
+//! A real Redis Cluster on loopback for the tests, the lab and the benchmark: six
+//! `redis-server --cluster-enabled yes` processes, three masters and three replicas, joined by
+//! `redis-cli --cluster create`. Each node is its own process group, killed when the cluster is
+//! dropped. Administration goes through `redis-cli`, which comes with the server.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+use super::{free_port, signal_group};
+
+/// How long a master may be unreachable before the cluster fails it over.
+pub const NODE_TIMEOUT_MS: u64 = 1000;
+
+pub struct RedisNode {
+    pub port: u16,
+    /// The cluster bus port, kept across a restart.
+    bus: u16,
+    child: Option<Child>,
+}
+
+pub struct RedisCluster {
+    pub nodes: Vec<RedisNode>,
+    dir: PathBuf,
+}
+
+/// One line of `CLUSTER NODES`: a node's port, whether it is a master that is up, and the
+/// slot ranges it serves.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub port: u16,
+    pub master: bool,
+    pub failed: bool,
+    pub slots: Vec<(u16, u16)>,
+}
+
+async fn redis_cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("could not run redis-cli (apt-get install redis-tools)")?;
+    if !output.status.success() {
+        bail!(
+            "redis-cli {args:?} on {port}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn parse_nodes(text: &str) -> Vec<NodeInfo> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+            let flags = fields.get(2)?;
+            let slots = fields
+                .iter()
+                .skip(8)
+                .filter(|f| !f.starts_with('['))
+                .filter_map(|range| match range.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => range.parse().ok().map(|s| (s, s)),
+                })
+                .collect();
+            Some(NodeInfo {
+                port,
+                master: flags.split(',').any(|f| f == "master"),
+                // `fail?` is one node's suspicion; `fail` is the cluster's verdict.
+                failed: flags.split(',').any(|f| f == "fail"),
+                slots,
+            })
+        })
+        .collect()
+}
+
+impl RedisCluster {
+    /// Starts six nodes in `dir` and joins them, each master with one replica; returns when
+    /// every node reports the cluster ok and every replica is in sync.
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            dir: dir.to_owned(),
+        };
+        for _ in 0..6 {
+            let (port, bus) = (free_port()?, free_port()?);
+            let child = cluster.spawn(port, bus)?;
+            cluster.nodes.push(RedisNode {
+                port,
+                bus,
+                child: Some(child),
+            });
+        }
+        for node in &cluster.nodes {
+            wait_for(Duration::from_secs(10), || async {
+                redis_cli(node.port, &["PING"])
+                    .await
+                    .is_ok_and(|r| r.contains("PONG"))
+            })
+            .await
+            .with_context(|| format!("redis node {} did not start", node.port))?;
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addresses.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+        redis_cli(cluster.nodes[0].port, &args)
+            .await
+            .context("redis-cli --cluster create failed")?;
+        cluster.wait_healthy(Duration::from_secs(20)).await?;
+        cluster.wait_replicated(Duration::from_secs(20)).await?;
+        Ok(cluster)
+    }
+
+    fn spawn(&self, port: u16, bus: u16) -> anyhow::Result<Child> {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-port", &bus.to_string()])
+            .args(["--cluster-node-timeout", &NODE_TIMEOUT_MS.to_string()])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--logfile", &format!("redis-{port}.log")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .context("could not start redis-server")
+    }
+
+    /// The seed list for `REDIS_CLUSTER_NODES`.
+    pub fn seeds(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The cluster as a live node sees it.
+    pub async fn topology(&self) -> anyhow::Result<Vec<NodeInfo>> {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            if let Ok(text) = redis_cli(node.port, &["CLUSTER", "NODES"]).await {
+                return Ok(parse_nodes(&text));
+            }
+        }
+        bail!("no cluster node answers")
+    }
+
+    /// The ports of the masters serving slots, alive or not.
+    pub async fn masters(&self) -> anyhow::Result<Vec<u16>> {
+        let mut masters: Vec<u16> = self
+            .topology()
+            .await?
+            .into_iter()
+            .filter(|n| n.master && !n.slots.is_empty())
+            .map(|n| n.port)
+            .collect();
+        masters.sort_unstable();
+        Ok(masters)
+    }
+
+    /// The keys under `prefix` each master holds: (port, keys).
+    pub async fn keys_by_master(&self, prefix: &str) -> anyhow::Result<Vec<(u16, Vec<String>)>> {
+        let mut out = Vec::new();
+        for port in self.masters().await? {
+            let keys = redis_cli(port, &["--scan", "--pattern", &format!("{prefix}*")])
+                .await?
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            out.push((port, keys));
+        }
+        Ok(out)
+    }
+
+    /// SIGKILLs the node on `port`: no goodbye, as a crashed machine.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port)
+            && let Some(child) = node.child.take()
+            && let Some(group) = child.id()
+        {
+            signal_group(group, "KILL");
+        }
+    }
+
+    /// Starts a killed node again on its port, with its identity (its nodes file): it rejoins
+    /// the cluster, as a replica of whoever took over its slots.
+    pub async fn restart(&mut self, port: u16) -> anyhow::Result<()> {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.port == port && n.child.is_none())
+            .context("no killed node on that port")?;
+        let child = self.spawn(port, self.nodes[index].bus)?;
+        self.nodes[index].child = Some(child);
+        Ok(())
+    }
+
+    /// Whether every master serving slots has a replica in sync (`state=online`): what a write
+    /// waiting for one replica (`WAIT 1`) needs.
+    pub async fn every_master_replicated(&self) -> bool {
+        let Ok(topology) = self.topology().await else {
+            return false;
+        };
+        for master in topology.iter().filter(|n| n.master && !n.slots.is_empty()) {
+            let online = redis_cli(master.port, &["INFO", "replication"])
+                .await
+                .is_ok_and(|info| info.contains("state=online"));
+            if !online {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits until [`Self::every_master_replicated`].
+    pub async fn wait_replicated(&self, within: Duration) -> anyhow::Result<()> {
+        wait_for(within, || async { self.every_master_replicated().await })
+            .await
+            .context("a Redis master has no replica in sync")
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and every slot is served by a
+    /// live master with an in-sync replica or, after a kill, by a promoted one.
+    pub async fn wait_healthy(&self, within: Duration) -> anyhow::Result<()> {
+        wait_for(within, || async { self.all_slots_served().await })
+            .await
+            .context("the Redis Cluster did not become healthy")
+    }
+
+    /// Whether every live node says the cluster is ok and no master serving slots is dead.
+    pub async fn all_slots_served(&self) -> bool {
+        let live: Vec<u16> = self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+            .collect();
+        for port in &live {
+            let ok = redis_cli(*port, &["CLUSTER", "INFO"])
+                .await
+                .is_ok_and(|info| info.contains("cluster_state:ok"));
+            if !ok {
+                return false;
+            }
+        }
+        let Ok(topology) = self.topology().await else {
+            return false;
+        };
+        let served: u32 = topology
+            .iter()
+            .filter(|n| n.master && live.contains(&n.port))
+            .flat_map(|n| n.slots.iter())
+            .map(|(a, b)| u32::from(b - a) + 1)
+            .sum();
+        served == 16384
+    }
+
+    /// The master that took over `dead`'s slots, once one has.
+    pub async fn promoted_for(&self, dead_slots: &[(u16, u16)]) -> Option<u16> {
+        let topology = self.topology().await.ok()?;
+        topology
+            .iter()
+            .find(|n| {
+                n.master
+                    && !n.failed
+                    && self
+                        .nodes
+                        .iter()
+                        .any(|m| m.port == n.port && m.child.is_some())
+                    && dead_slots.iter().all(|range| n.slots.contains(range))
+            })
+            .map(|n| n.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(group) = node.child.take().as_ref().and_then(Child::id) {
+                signal_group(group, "KILL");
+            }
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it holds, or fails after `within`.
+async fn wait_for<F, Fut>(within: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("not within {within:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_nodes_lines_are_read() {
+        let text = "\
+07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922
+e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [5461->-e7d1]
+2928 127.0.0.1:30003@40003 master,fail - 1426238316232 0 3 disconnected 10923-16383
+";
+        let nodes = super::parse_nodes(text);
+        assert_eq!(nodes.len(), 4);
+        assert!(!nodes[0].master);
+        assert_eq!(nodes[1].slots, vec![(5461, 10922)]);
+        assert_eq!(
+            (nodes[2].port, nodes[2].slots.clone()),
+            (30001, vec![(0, 5460)])
+        );
+        assert!(nodes[3].failed && nodes[3].master);
+        assert!(!nodes[1].failed);
+    }
+}
