@@ -23,7 +23,7 @@ use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
 use crate::metrics::Metrics;
 use crate::routes::{Layout, account, auth, cart, catalog, checkout, health, inspector, orders};
 use crate::session::{Backend, SessionSettings, Store, csrf, end_expired_sign_in};
-pub use crate::state::{AppState, SESSION_COOKIE};
+pub use crate::state::{AppState, SECURE_SESSION_COOKIE, SESSION_COOKIE, session_cookie_name};
 
 /// Largest form body accepted; the biggest real form is well under 1 KiB.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -92,6 +92,8 @@ impl Application {
             },
             trusted_proxies: config.trusted_proxies.clone(),
             session_inspector: config.session_inspector,
+            strict_transport_security: config.app_env == AppEnv::Production
+                && config.session.cookie_secure,
         });
         let metrics_port = match config.metrics_port {
             Some(port) => Some(serve_metrics(&config.metrics_host, port, state.clone())?),
@@ -202,7 +204,7 @@ fn run(
     let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
     let mut server = HttpServer::new(move || {
         let sessions = SessionMiddleware::builder(state.store.clone(), key.clone())
-            .cookie_name(SESSION_COOKIE.to_owned())
+            .cookie_name(session_cookie_name(cookie_secure).to_owned())
             .cookie_secure(cookie_secure)
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
@@ -288,17 +290,18 @@ async fn refresh_session_cookie(
     let mut response = next.call(req).await?;
     let request = response.request();
     let session = request.get_session();
-    let (Some(state), Some(cookie)) = (
-        request.app_data::<web::Data<AppState>>(),
-        request.cookie(SESSION_COOKIE),
-    ) else {
+    let Some(state) = request.app_data::<web::Data<AppState>>() else {
+        return Ok(response);
+    };
+    let name = state.session_cookie();
+    let Some(cookie) = request.cookie(name) else {
         return Ok(response);
     };
     if session.status() != SessionStatus::Unchanged || !session.contains_key(crate::session::LOADED)
     {
         return Ok(response);
     }
-    let refreshed = actix_web::cookie::Cookie::build(SESSION_COOKIE, cookie.value().to_owned())
+    let refreshed = actix_web::cookie::Cookie::build(name, cookie.value().to_owned())
         .path("/")
         .http_only(true)
         .secure(state.sessions.cookie_secure)
@@ -329,6 +332,10 @@ struct ErrorPage {
     title: &'static str,
     message: String,
 }
+
+/// Behind TLS (production with Secure cookies): browsers that have seen the shop over HTTPS
+/// never try plain HTTP for it again for a year, so no first request can be downgraded.
+const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
 
 /// Security headers every response carries, besides `X-Served-By`.
 const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
@@ -462,6 +469,12 @@ fn add_headers(state: &AppState, headers: &mut header::HeaderMap) {
     }
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, header::HeaderValue::from_static(value));
+    }
+    if state.strict_transport_security {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+        );
     }
 }
 

@@ -7,8 +7,21 @@ use crate::db::Database;
 use crate::metrics::Metrics;
 use crate::session::{Backend, SessionSettings, Store};
 
-/// The name of the cookie that carries the encrypted session key.
+/// The name of the cookie that carries the encrypted session key, over plain HTTP.
 pub const SESSION_COOKIE: &str = "shop_session";
+/// Its name when cookies are Secure: the `__Host-` prefix makes browsers refuse it unless it is
+/// Secure, for this host only (no `Domain`) and for every path, so a sibling subdomain cannot
+/// plant or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-shop_session";
+
+/// The session cookie's name for the `Secure` setting.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 /// What every handler can reach.
 pub struct AppState {
@@ -26,16 +39,25 @@ pub struct AppState {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Whether `/session` shows the store inspector (`SESSION_INSPECTOR`).
     pub session_inspector: bool,
+    /// Whether responses carry `Strict-Transport-Security`: in production with Secure cookies,
+    /// that is behind TLS.
+    pub strict_transport_security: bool,
 }
 
 impl AppState {
+    /// This instance's session cookie name.
+    pub fn session_cookie(&self) -> &'static str {
+        session_cookie_name(self.sessions.cookie_secure)
+    }
+
     /// The session key in the request's cookie, decrypted; `None` without a valid cookie.
     pub fn session_key(&self, req: &actix_web::HttpRequest) -> Option<String> {
+        let name = self.session_cookie();
         let mut jar = actix_web::cookie::CookieJar::new();
-        jar.add_original(req.cookie(SESSION_COOKIE)?);
+        jar.add_original(req.cookie(name)?);
         Some(
             jar.private(&self.sessions.cookie_key)
-                .get(SESSION_COOKIE)?
+                .get(name)?
                 .value()
                 .to_owned(),
         )

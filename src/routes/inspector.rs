@@ -8,7 +8,7 @@ use askama_web::WebTemplate;
 
 use super::Layout;
 use crate::error::ShopError;
-use crate::state::{AppState, SESSION_COOKIE};
+use crate::state::AppState;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "session.html")]
@@ -29,7 +29,9 @@ pub async fn show(
     if !state.session_inspector {
         return Err(ShopError::NotFound);
     }
-    let cookie_bytes = req.cookie(SESSION_COOKIE).map_or(0, |c| c.value().len());
+    let cookie_bytes = req
+        .cookie(state.session_cookie())
+        .map_or(0, |c| c.value().len());
     let key = state.session_key(&req);
     let stored = match &key {
         Some(key) => state.store.raw(key).await.map_err(ShopError::Unavailable)?,

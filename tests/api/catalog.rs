@@ -161,11 +161,59 @@ async fn production_cookies_are_secure() {
         .unwrap();
     assert_eq!(added.status(), reqwest::StatusCode::SEE_OTHER);
     let session = added.headers()["set-cookie"].to_str().unwrap();
-    assert!(session.starts_with("shop_session="), "{session}");
     assert!(
-        session.contains("; Secure") && session.contains("HttpOnly"),
+        session.starts_with("__Host-shop_session="),
+        "the session cookie is host-only too: {session}"
+    );
+    assert!(
+        session.contains("; Secure") && session.contains("HttpOnly") && session.contains("Path=/"),
         "{session}"
     );
+    assert!(!session.contains("Domain="), "{session}");
+    // And with it the shopper's cart: the prefixed cookie is the one the shop reads back.
+    let session_cookie = session.split(';').next().unwrap();
+    let cart = app
+        .client
+        .get(app.url("/cart"))
+        .header("cookie", format!("{nonce}; {session_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        shop::lab::shopper::cart_lines(&cart.text().await.unwrap()),
+        vec![(1, 1)]
+    );
+}
+
+#[tokio::test]
+async fn behind_tls_browsers_are_told_to_stay_on_https() {
+    let production = crate::helpers::spawn_app_with(|s| {
+        s.insert("APP_ENV".into(), "production".into());
+    })
+    .await;
+    let response = production
+        .client
+        .get(production.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    // Plain HTTP (development, or production with COOKIE_SECURE=false): no such promise.
+    for customize in [
+        (|_: &mut std::collections::HashMap<String, String>| {})
+            as fn(&mut std::collections::HashMap<String, String>),
+        |s| {
+            s.insert("APP_ENV".into(), "production".into());
+            s.insert("COOKIE_SECURE".into(), "false".into());
+        },
+    ] {
+        let app = crate::helpers::spawn_app_with(customize).await;
+        let response = app.client.get(app.url("/")).send().await.unwrap();
+        assert!(!response.headers().contains_key("strict-transport-security"));
+    }
 }
 
 #[tokio::test]

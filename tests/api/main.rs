@@ -24,3 +24,4 @@ mod proof;
 #[cfg(feature = "redis")]
 mod redis_cluster;
 mod sessions;
+mod tls;

@@ -1,0 +1,163 @@
+"""Checks deploy/k8s on paper, since no cluster is reachable here: every overlay builds with
+`kubectl kustomize`, every object validates against the Kubernetes OpenAPI schema
+(`kubernetes-validate --strict`), and the topology is the one the tests run with local
+processes: three replicas, no session affinity, probes on /healthz and /readyz, the secret never
+inlined, and the same environment variables as docker-compose.yml."""
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+KUBERNETES_VERSION = "1.37.0"
+OVERLAYS = {
+    "redis": "redis",
+    "redis-cluster": "redis",
+    "postgres": "postgres",
+    "memcached": "memcached",
+}
+
+with open("docker-compose.yml") as f:
+    compose = yaml.safe_load(f)
+compose_env = set(compose["services"]["shop1"]["environment"])
+
+problems = []
+
+
+def check(overlay, backend):
+    def problem(text):
+        problems.append(f"{overlay}: {text}")
+
+    built = subprocess.run(
+        ["kubectl", "kustomize", f"deploy/k8s/overlays/{overlay}"],
+        capture_output=True, text=True,
+    )
+    if built.returncode != 0:
+        problem(f"kubectl kustomize failed: {built.stderr.strip()}")
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as out:
+        out.write(built.stdout)
+        out.flush()
+        valid = subprocess.run(
+            ["kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION, out.name],
+            capture_output=True, text=True,
+        )
+    if valid.returncode != 0:
+        problem(f"schema: {valid.stdout.strip()} {valid.stderr.strip()}")
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+
+    if "Secret" in by_kind:
+        problem("a Secret is in the manifests: it must be created out of band, never committed")
+    deployment = by_kind.get("Deployment", {}).get("shop")
+    if not deployment:
+        problem("no Deployment named shop")
+        return
+    spec = deployment["spec"]
+    if spec.get("replicas") != 3:
+        problem(f"the shop runs {spec.get('replicas')} replicas, not 3")
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    if container.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+        problem("the liveness probe is not GET /healthz")
+    if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+        problem("the readiness probe is not GET /readyz")
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if not pre_stop or pre_stop[0] != "sleep":
+        problem("no preStop pause")
+    elif pod.get("terminationGracePeriodSeconds", 30) <= int(pre_stop[1]) + 30:
+        problem("terminationGracePeriodSeconds leaves no room for the pause and a graceful stop")
+    security = container.get("securityContext", {})
+    if not pod.get("securityContext", {}).get("runAsNonRoot") or security.get("allowPrivilegeEscalation") is not False:
+        problem("the shop must run as non-root without privilege escalation")
+    if not security.get("readOnlyRootFilesystem"):
+        problem("the shop's root filesystem must be read-only")
+    resources = container.get("resources", {})
+    if not resources.get("requests") or not resources.get("limits"):
+        problem("the shop needs resource requests and limits")
+
+    config_maps = [
+        cm for name, cm in by_kind.get("ConfigMap", {}).items() if name.startswith("shop-config")
+    ]
+    if len(config_maps) != 1:
+        problem("one shop-config ConfigMap expected")
+        return
+    config = config_maps[0]["data"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    names = set(config) | set(env)
+    if "SESSION_SECRET" in config:
+        problem("SESSION_SECRET is in the ConfigMap")
+    if env.get("SESSION_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name") != "shop-secrets":
+        problem("SESSION_SECRET must come from the shop-secrets Secret")
+    for name, e in env.items():
+        if "value" in e and "password" in name.lower():
+            problem(f"{name} is inlined")
+    missing = compose_env - names
+    extra = names - compose_env - {"POSTGRES_PASSWORD"}
+    if missing:
+        problem(f"variables the compose file sets are missing: {sorted(missing)}")
+    if extra:
+        problem(f"variables the compose file does not set: {sorted(extra)}")
+    if config.get("SESSION_BACKEND") != backend:
+        problem(f"SESSION_BACKEND is {config.get('SESSION_BACKEND')}, not {backend}")
+
+    service = by_kind.get("Service", {}).get("shop", {})
+    if service.get("spec", {}).get("sessionAffinity", "None") != "None":
+        problem("the shop's Service must have no session affinity")
+    for name, svc in by_kind.get("Service", {}).items():
+        if svc["spec"].get("sessionAffinity") == "ClientIP":
+            problem(f"Service {name} pins clients (sessionAffinity: ClientIP)")
+    annotations = spec["template"]["metadata"].get("annotations", {})
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != config.get("METRICS_PORT") or str(ports.get("metrics")) != config.get("METRICS_PORT"):
+        problem("the metrics listener must be a port of its own with Prometheus scrape annotations")
+    if config.get("METRICS_PORT") in {str(p["targetPort"]) for p in service.get("spec", {}).get("ports", [])}:
+        problem("the Service must not expose the metrics port")
+
+    pdb = by_kind.get("PodDisruptionBudget", {}).get("shop", {})
+    if pdb.get("spec", {}).get("maxUnavailable") != 1:
+        problem("a PodDisruptionBudget must keep all but one replica")
+    hpa = by_kind.get("HorizontalPodAutoscaler", {}).get("shop", {})
+    if hpa.get("spec", {}).get("scaleTargetRef", {}).get("name") != "shop" or hpa["spec"].get("minReplicas", 0) < 3:
+        problem("a HorizontalPodAutoscaler must scale the shop from 3")
+    ingress = by_kind.get("Ingress", {}).get("shop", {})
+    if not ingress.get("spec", {}).get("tls"):
+        problem("the Ingress must terminate TLS")
+    if config.get("COOKIE_SECURE") != "true" or config.get("APP_ENV") != "production":
+        problem("behind TLS the shop runs in production with Secure cookies")
+    if not config.get("TRUSTED_PROXIES"):
+        problem("TRUSTED_PROXIES must name the ingress controller's network")
+
+    if overlay == "redis-cluster":
+        nodes = by_kind.get("StatefulSet", {}).get("redis-cluster", {})
+        args = nodes.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("args", [])
+        if nodes.get("spec", {}).get("replicas") != 6 or "--cluster-enabled" not in args:
+            problem("the Redis Cluster must be a StatefulSet of 6 with cluster mode on")
+        job = by_kind.get("Job", {}).get("redis-cluster-join", {})
+        script = " ".join(job.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("command", []))
+        if "--cluster create" not in script or "--cluster-replicas 1" not in script:
+            problem("a Job must join the nodes, one replica per master")
+        if not config.get("REDIS_CLUSTER_NODES") or config.get("REDIS_MIN_REPLICAS_ACK") != "1":
+            problem("the replicas must use the cluster and wait for a replica")
+    if overlay == "memcached":
+        svc = by_kind.get("Service", {}).get("memcached", {})
+        servers = by_kind.get("StatefulSet", {}).get("memcached", {})
+        expected = ",".join(
+            f"memcached-{i}.memcached:11211" for i in range(servers.get("spec", {}).get("replicas", 0))
+        )
+        if svc.get("spec", {}).get("clusterIP") != "None":
+            problem("Memcached must be addressed through a headless Service")
+        if config.get("MEMCACHED_SERVERS") != expected or servers["spec"]["replicas"] < 2:
+            problem(f"MEMCACHED_SERVERS must name every Memcached pod ({expected})")
+
+
+for overlay, backend in OVERLAYS.items():
+    check(overlay, backend)
+if problems:
+    sys.exit("deploy/k8s: " + "; ".join(problems))
+print(
+    f"deploy/k8s: {len(OVERLAYS)} overlays build and validate against Kubernetes "
+    f"{KUBERNETES_VERSION}; 3 replicas, no affinity, probes, secret out of band, compose's variables"
+)
