@@ -492,8 +492,10 @@ impl Bench<'_> {
         }
         let row = Row { path, samples };
         report::print_row(&row);
+        // Flame graphs of the pinned runs: one worker on one core is what the ratios compare.
         if self.options.flames
             && self.store != Backend::Memory
+            && self.server.pinned
             && matches!(path, BenchPath::Read | BenchPath::Write)
         {
             self.flame(path, load).await?;
@@ -771,24 +773,27 @@ async fn bench_store(
         "/cart/items",
         "product_id={product}&quantity=1&csrf_token={token}",
     )?;
-    let (rss_before, _) = server.rss_kib();
+    // A first run at full concurrency brings the allocator to its working set (per-thread
+    // caches it keeps rather than returns); growth after that is what sessions would cost.
+    let first_adds_load = load(format!("{url}/cart/items"), &first_adds, vec![], true);
+    let saves_at_start = server.counters().await?.1;
+    wrk::run(&first_adds_load).await?;
     let saves_before = server.counters().await?.1;
+    let warmup_sessions = saves_before - saves_at_start;
+    let (rss_before, _) = server.rss_kib();
     let mut created = 0;
     for _ in 0..12 {
         if created >= options.rss_sessions {
             break;
         }
-        wrk::run(&load(
-            format!("{url}/cart/items"),
-            &first_adds,
-            vec![],
-            true,
-        ))
-        .await?;
+        wrk::run(&first_adds_load).await?;
         created = server.counters().await?.1 - saves_before;
+        println!("   {created} more sessions: RSS {} KiB", server.rss_kib().0);
     }
     let (rss_after, peak_rss) = server.rss_kib();
-    println!("   {created} new sessions: RSS {rss_before} KiB -> {rss_after} KiB");
+    println!(
+        "   after {warmup_sessions} sessions RSS {rss_before} KiB; after {created} more {rss_after} KiB"
+    );
     drop(server);
 
     // The same shop with 2 workers on both cores, wrk unpinned: how it scales. The sessions
@@ -836,6 +841,7 @@ async fn bench_store(
             bytes_per_session: stored,
             acknowledged_adds: acknowledged,
             items_in_carts: in_carts,
+            warmup_sessions,
             rss_small_kib: rss_before,
             rss_large_kib: rss_after,
             sessions_created: created,
@@ -938,9 +944,15 @@ async fn main() -> anyhow::Result<()> {
     let mut runs = Vec::new();
     let mut page = String::new();
     for store in &options.stores {
+        let started = std::time::Instant::now();
         let (run, cart_page) =
             bench_store(*store, &options, &shop, work.path(), redis_cluster.as_ref()).await?;
         report::print_store(&run);
+        println!(
+            "   ({} measured in {:.0} s)",
+            store.name(),
+            started.elapsed().as_secs_f64()
+        );
         page = cart_page;
         runs.push(run);
     }

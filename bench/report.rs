@@ -177,6 +177,8 @@ pub struct StoreRun {
     pub bytes_per_session: usize,
     pub acknowledged_adds: u64,
     pub items_in_carts: u64,
+    /// Sessions made by the run that brought the allocator to its working set.
+    pub warmup_sessions: u64,
     pub rss_small_kib: u64,
     pub rss_large_kib: u64,
     pub sessions_created: u64,
@@ -284,10 +286,12 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         let _ = writeln!(
             out,
             "\nBytes stored for a logged-in session with a 5-line cart: {}. Server peak RSS: {:.1} MiB. \
-             RSS before and after {} more live sessions: {:.1} → {:.1} MiB. Write check (64 clients, every \
-             add completed): {} adds acknowledged, {} items added to the carts ({}).\n",
+             RSS after {} new sessions (the allocator's working set) and after {} more: {:.1} → {:.1} MiB. \
+             Write check (64 clients, every add completed): {} adds acknowledged, {} items added to the \
+             carts ({}).\n",
             run.bytes_per_session,
             run.peak_rss_kib as f64 / 1024.0,
+            run.warmup_sessions,
             run.sessions_created,
             run.rss_small_kib as f64 / 1024.0,
             run.rss_large_kib as f64 / 1024.0,
