@@ -286,10 +286,6 @@ impl RedisCluster {
             })
             .map(|n| n.port)
     }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 impl Drop for RedisCluster {

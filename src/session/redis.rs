@@ -169,6 +169,17 @@ fn seconds(ttl: &Duration) -> u64 {
     u64::try_from(ttl.whole_seconds()).unwrap_or(1).max(1)
 }
 
+/// `SET key state NX|XX EX ttl`.
+fn set(full: &str, state: &str, condition: &str, ttl: &Duration) -> Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(full)
+        .arg(state)
+        .arg(condition)
+        .arg("EX")
+        .arg(seconds(ttl));
+    cmd
+}
+
 fn is_noscript(err: &redis::RedisError) -> bool {
     err.kind() == redis::ErrorKind::NoScriptError
 }
@@ -275,11 +286,6 @@ impl RedisStore {
         format!("{} (keys {}…)", self.location, self.prefix)
     }
 
-    /// Whether this store is a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.target, Target::Cluster(_))
-    }
-
     pub async fn ping(&self) -> anyhow::Result<()> {
         let _: () = redis::cmd("PING")
             .query_async(&mut self.connection().await?)
@@ -360,15 +366,7 @@ impl RedisStore {
     pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
         let full = self.key(key);
         let (stored, replicated): (Option<String>, bool) = self
-            .write(|_| {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(&full)
-                    .arg(state)
-                    .arg("NX")
-                    .arg("EX")
-                    .arg(seconds(ttl));
-                cmd
-            })
+            .write(|_| set(&full, state, "NX", ttl))
             .await
             .context("could not save a session to Redis")?;
         if stored.is_some() && !replicated {
@@ -382,15 +380,7 @@ impl RedisStore {
     pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
         let full = self.key(key);
         let (_, replicated): (Option<String>, bool) = self
-            .write(|_| {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(&full)
-                    .arg(state)
-                    .arg("XX")
-                    .arg("EX")
-                    .arg(seconds(ttl));
-                cmd
-            })
+            .write(|_| set(&full, state, "XX", ttl))
             .await
             .context("could not update a session in Redis")?;
         if !replicated {
