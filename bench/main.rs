@@ -616,13 +616,21 @@ async fn bench_store(
     options: &Options,
     shop: &Path,
     work: &Path,
-    redis_cluster: Option<&RedisCluster>,
+    started: &Started,
 ) -> anyhow::Result<(StoreRun, String)> {
     let store = subject.backend();
     let name = subject.name();
     let mut env = shop_env(store, work).await?;
+    if store == Backend::Memcached
+        && let Some((address, _)) = &started.memcached
+    {
+        env.insert("MEMCACHED_SERVERS".to_owned(), address.clone());
+    }
     if let Subject::RedisCluster { wait } = subject {
-        let cluster = redis_cluster.context("the Redis Cluster was not started")?;
+        let cluster = started
+            .redis_cluster
+            .as_ref()
+            .context("the Redis Cluster was not started")?;
         env.insert("REDIS_CLUSTER_NODES".to_owned(), cluster.seeds());
         env.insert(
             "REDIS_MIN_REPLICAS_ACK".to_owned(),
@@ -893,6 +901,65 @@ async fn ceiling(
         .context("the ceiling's run")
 }
 
+/// Store servers this run starts for itself, fresh, and stops when it ends.
+struct Started {
+    /// 3 masters and 3 replicas on loopback, for the cluster subjects.
+    redis_cluster: Option<RedisCluster>,
+    /// A memcached of this run's own, unless `MEMCACHED_SERVERS` names one. Memcached evicts,
+    /// and it gives each size of item the memory pages it first asked for: on a server an
+    /// earlier run had filled with 100,000+ small sessions, one page was left for carts of
+    /// another size, live carts were evicted mid-run and the write path answered with errors.
+    memcached: Option<(String, Child)>,
+}
+
+impl Started {
+    async fn start(options: &Options, work: &Path) -> anyhow::Result<Self> {
+        let redis_cluster = if options
+            .stores
+            .iter()
+            .any(|s| matches!(s, Subject::RedisCluster { .. }))
+        {
+            let dir = work.join("redis-cluster");
+            std::fs::create_dir_all(&dir)?;
+            println!("== starting a Redis Cluster: 3 masters, 3 replicas on loopback");
+            Some(RedisCluster::start(&dir).await?)
+        } else {
+            None
+        };
+        let memcached = if options.stores.contains(&Subject::Store(Backend::Memcached))
+            && std::env::var_os("MEMCACHED_SERVERS").is_none()
+        {
+            Some(start_memcached().await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            redis_cluster,
+            memcached,
+        })
+    }
+}
+
+/// A fresh memcached on a free loopback port, with room for every session a run makes.
+async fn start_memcached() -> anyhow::Result<(String, Child)> {
+    let port = free_port()?;
+    let address = format!("127.0.0.1:{port}");
+    println!("== starting memcached on {address}");
+    let child = Command::new("memcached")
+        .args(["-u", "nobody", "-l", "127.0.0.1", "-m", "256", "-p"])
+        .arg(port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start memcached (apt-get install memcached)")?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&address).await.is_ok() {
+            return Ok((address, child));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("memcached did not listen on {address}")
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
@@ -904,25 +971,12 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all("bench/results")?;
     let work = tempfile::tempdir()?;
-    // One Redis Cluster (3 masters, 3 replicas on loopback) for the cluster subjects.
-    let redis_cluster = if options
-        .stores
-        .iter()
-        .any(|s| matches!(s, Subject::RedisCluster { .. }))
-    {
-        let dir = work.path().join("redis-cluster");
-        std::fs::create_dir_all(&dir)?;
-        println!("== starting a Redis Cluster: 3 masters, 3 replicas on loopback");
-        Some(RedisCluster::start(&dir).await?)
-    } else {
-        None
-    };
+    let servers = Started::start(&options, work.path()).await?;
     let mut runs = Vec::new();
     let mut page = String::new();
     for store in &options.stores {
         let started = std::time::Instant::now();
-        let (run, cart_page) =
-            bench_store(*store, &options, &shop, work.path(), redis_cluster.as_ref()).await?;
+        let (run, cart_page) = bench_store(*store, &options, &shop, work.path(), &servers).await?;
         report::print_store(&run);
         println!(
             "   ({} measured in {:.0} s)",

@@ -204,10 +204,10 @@ impl SessionStore for Store {
         let Some(raw) = raw else { return Ok(None) };
         let mut state = decode(key, &raw)?;
         // What was read travels with the state, so that `update` writes only over it.
-        state.insert(
-            LOADED.to_owned(),
-            String::from_utf8_lossy(&raw).into_owned(),
-        );
+        // The bytes move into the state rather than being copied (they are UTF-8: they decoded).
+        let raw = String::from_utf8(raw)
+            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
+        state.insert(LOADED.to_owned(), raw);
         Ok(Some(state))
     }
 
