@@ -13,7 +13,9 @@ use std::time::Duration as StdDuration;
 
 use actix_web::cookie::time::Duration;
 use anyhow::Context;
-use memcache::exp::{AsyncMemcache, Get, GetResult, Meta, Op, OpResult, Router, Set, Ttl};
+use memcache::exp::{
+    AsyncMemcache, Get, GetResult, Meta, MutationResult, Op, OpResult, Router, Set, Ttl,
+};
 
 mod pipeline;
 
@@ -167,6 +169,14 @@ impl MemcachedStore {
         }
     }
 
+    /// A meta set through the pipeline.
+    async fn set_op(&self, set: Set) -> Result<MutationResult, memcache::exp::Error> {
+        match self.pipeline.run(Op::Set(set)).await? {
+            OpResult::Mutation(set) => Ok(set),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// With several servers, a server that does not answer means "no session" for the keys it
     /// held; with one, it is an outage.
     fn absent_if_spread(
@@ -232,16 +242,11 @@ impl MemcachedStore {
         if value != expected {
             return Ok(false);
         }
-        let set = Set::new(&key, state).ttl(ttl(ttl_)).compare_cas(cas);
-        match self
-            .pipeline
-            .run(Op::Set(set))
+        let set = self
+            .set_op(Set::new(&key, state).ttl(ttl(ttl_)).compare_cas(cas))
             .await
-            .context("could not update a session in Memcached")?
-        {
-            OpResult::Mutation(set) => Ok(set.applied()),
-            other => Err(unexpected(&other)).context("could not update a session in Memcached"),
-        }
+            .context("could not update a session in Memcached")?;
+        Ok(set.applied())
     }
 
     /// A meta arithmetic command: creates the counter at `delta` (or 0) if missing, else adds
