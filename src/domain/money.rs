@@ -34,29 +34,44 @@ impl std::iter::Sum for Money {
 }
 
 impl fmt::Display for Money {
+    /// `-$1,234.56`: written right to left into a buffer on the stack and handed to the
+    /// formatter in one piece (a cart page prints eleven amounts; each used to allocate).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
+        // The longest amount: `-$92,233,720,368,547,758.08` is 27 bytes.
+        let mut buf = [0u8; 32];
+        let mut at = buf.len();
+        let mut put = |byte: u8| {
+            at -= 1;
+            buf[at] = byte;
+        };
         let cents = self.0.unsigned_abs();
-        write!(
-            f,
-            "{sign}${}.{:02}",
-            group_thousands(cents / 100),
-            cents % 100
-        )
+        put(b'0' + (cents % 10) as u8);
+        put(b'0' + (cents / 10 % 10) as u8);
+        put(b'.');
+        let mut dollars = cents / 100;
+        let mut digits = 0;
+        loop {
+            if digits > 0 && digits % 3 == 0 {
+                put(b',');
+            }
+            put(b'0' + (dollars % 10) as u8);
+            digits += 1;
+            dollars /= 10;
+            if dollars == 0 {
+                break;
+            }
+        }
+        put(b'$');
+        if self.0 < 0 {
+            put(b'-');
+        }
+        // Only ASCII digits and `-$,.` were written.
+        f.write_str(std::str::from_utf8(&buf[at..]).map_err(|_| fmt::Error)?)
     }
 }
 
-fn group_thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+/// An amount prints only digits and `-$,.`: templates write it without escaping.
+impl askama::filters::HtmlSafe for Money {}
 
 #[cfg(test)]
 mod tests {
@@ -68,6 +83,17 @@ mod tests {
         assert_eq!(Money::from_cents(1999).to_string(), "$19.99");
         assert_eq!(Money::from_cents(123_456_789).to_string(), "$1,234,567.89");
         assert_eq!(Money::from_cents(-250).to_string(), "-$2.50");
+        assert_eq!(Money::from_cents(5).to_string(), "$0.05");
+        assert_eq!(Money::from_cents(100_000).to_string(), "$1,000.00");
+        assert_eq!(Money::from_cents(99_999).to_string(), "$999.99");
+        assert_eq!(
+            Money::from_cents(i64::MIN).to_string(),
+            "-$92,233,720,368,547,758.08"
+        );
+        assert_eq!(
+            Money::from_cents(i64::MAX).to_string(),
+            "$92,233,720,368,547,758.07"
+        );
     }
 
     #[test]
