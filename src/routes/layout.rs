@@ -1,6 +1,7 @@
 //! What every page shows around its content: navigation with the cart count and the signed-in
 //! user, a one-time message, and the footer badge naming the instance and the session store.
 
+use std::fmt;
 use std::future::{Ready, ready};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
@@ -14,7 +15,7 @@ pub struct Layout {
     pub backend: &'static str,
     pub user: Option<SignedInUser>,
     pub cart_count: u32,
-    pub csrf_token: String,
+    pub csrf_token: FormToken,
     pub flash: Option<Flash>,
     /// Whether the footer links to the store inspector (`SESSION_INSPECTOR`).
     pub inspector: bool,
@@ -28,7 +29,7 @@ impl Layout {
             backend: state.backend.name(),
             user: None,
             cart_count: 0,
-            csrf_token: String::new(),
+            csrf_token: FormToken::default(),
             flash: None,
             inspector: state.session_inspector,
         }
@@ -38,12 +39,38 @@ impl Layout {
         Ok(Self {
             user: session.user(),
             cart_count: session.cart().item_count(),
-            csrf_token: session.csrf_token()?,
+            csrf_token: FormToken::new(session.csrf_token()?),
             flash: session.take_flash(),
             ..Self::bare(state)
         })
     }
 }
+
+/// The form token as pages print it: hex digits only, checked once here, so the twelve forms of
+/// a cart page write it without escaping it twelve times.
+#[derive(Default)]
+pub struct FormToken(String);
+
+impl FormToken {
+    /// A token that is not hex (a foreign value in a stored session) is printed as none: the
+    /// forms then fail their CSRF check with the usual message, and nothing unescaped is printed.
+    fn new(token: String) -> Self {
+        if token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            Self(token)
+        } else {
+            log::warn!("The session's form token is not hex; the page prints none.");
+            Self::default()
+        }
+    }
+}
+
+impl fmt::Display for FormToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl askama::filters::HtmlSafe for FormToken {}
 
 impl FromRequest for Layout {
     type Error = ShopError;
@@ -57,5 +84,19 @@ impl FromRequest for Layout {
         };
         let session = ShopSession::of(req);
         ready(Self::for_session(state, &session))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FormToken;
+
+    #[test]
+    fn a_hex_token_prints_as_it_is_and_anything_else_prints_as_none() {
+        let hex = "0123456789abcdefABCDEF";
+        assert_eq!(FormToken::new(hex.to_owned()).to_string(), hex);
+        assert_eq!(FormToken::new("\"><script>".to_owned()).to_string(), "");
+        assert_eq!(FormToken::new("abc def".to_owned()).to_string(), "");
+        assert_eq!(FormToken::new(String::new()).to_string(), "");
     }
 }
