@@ -12,7 +12,7 @@ use actix_session::{Session, SessionExt, SessionStatus};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use subtle::ConstantTimeEq;
 
@@ -71,6 +71,11 @@ impl Flash {
 /// The longest a sign-in lasts, active or not, unless configured otherwise: 12 hours.
 pub const DEFAULT_MAX_LOGIN_SECONDS: i64 = 12 * 3600;
 
+/// A value this request has already decoded from its session. The middleware, the layout and
+/// the handler each ask for the user and the cart; each used to decode the JSON again (a fifth
+/// of a cart page's JSON work). Kept in the request's extensions and forgotten on every write.
+struct Decoded<T>(T);
+
 /// The shop's view of an actix-session `Session`, with the request it belongs to (for the CSRF
 /// nonce cookie and the browser's name).
 #[derive(Clone)]
@@ -119,12 +124,35 @@ impl ShopSession {
         }
     }
 
+    /// A value of this request's session, decoded once per request.
+    fn decoded<T: Clone + 'static>(&self, decode: impl FnOnce() -> T) -> T {
+        if let Some(Decoded(value)) = self.req.extensions().get::<Decoded<T>>() {
+            return value.clone();
+        }
+        let value = decode();
+        self.req.extensions_mut().insert(Decoded(value.clone()));
+        value
+    }
+
+    /// Forgets what was decoded: the session is about to change.
+    fn forget_decoded(&self) {
+        let mut extensions = self.req.extensions_mut();
+        extensions.remove::<Decoded<Option<SignedInUser>>>();
+        extensions.remove::<Decoded<Cart>>();
+    }
+
+    /// The signed-in user as recorded, however old the sign-in.
+    fn recorded_user(&self) -> Option<SignedInUser> {
+        self.decoded(|| self.get(USER))
+    }
+
     /// Writes a value. The first write of a visitor's session also binds the form token of
     /// their nonce cookie to it, so the forms they already have open keep working.
     fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), ShopError> {
         let unexpected = |err: actix_session::SessionInsertError| {
             ShopError::Unexpected(anyhow::anyhow!("{err}"))
         };
+        self.forget_decoded();
         if key != CSRF && !self.session.contains_key(CSRF) {
             let token = self.guest_token().ok_or(ShopError::Csrf)?;
             self.session.insert(CSRF, token).map_err(unexpected)?;
@@ -135,7 +163,7 @@ impl ShopSession {
     /// The signed-in user, while the sign-in is younger than the absolute lifetime (past it,
     /// `end_expired_sign_in` has already ended the session before any handler runs).
     pub fn user(&self) -> Option<SignedInUser> {
-        let user: SignedInUser = self.get(USER)?;
+        let user = self.recorded_user()?;
         (super::now() - user.signed_in_at <= self.max_login_seconds()).then_some(user)
     }
 
@@ -167,6 +195,7 @@ impl ShopSession {
 
     /// Ends the session everywhere: the store deletes the state and the cookie is removed.
     pub fn log_out(&self) {
+        self.forget_decoded();
         self.session.purge();
     }
 
@@ -185,7 +214,7 @@ impl ShopSession {
     }
 
     pub fn cart(&self) -> Cart {
-        self.get(CART).unwrap_or_default()
+        self.decoded(|| self.get(CART).unwrap_or_default())
     }
 
     /// The checkout claimed in this session when the request started, if any.
@@ -196,6 +225,7 @@ impl ShopSession {
     pub fn set_cart(&self, cart: &Cart) -> Result<(), ShopError> {
         if cart.is_empty() {
             if self.session.contains_key(CART) {
+                self.forget_decoded();
                 self.session.remove(CART);
             }
             Ok(())
@@ -375,7 +405,7 @@ pub async fn end_expired_sign_in(
 }
 
 fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
-    if let Some(user) = session.get::<SignedInUser>(USER)
+    if let Some(user) = session.recorded_user()
         && session.user().is_none()
         && session.session.status() == SessionStatus::Unchanged
     {
@@ -384,6 +414,7 @@ fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
             user.id
         );
         let cart = session.cart();
+        session.forget_decoded();
         session.session.clear();
         session.session.renew();
         session.set_cart(&cart)?;
