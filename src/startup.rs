@@ -308,7 +308,10 @@ async fn refresh_session_cookie(
         .same_site(SameSite::Lax)
         .max_age(state.session_ttl)
         .finish();
-    if let Ok(value) = header::HeaderValue::from_str(&refreshed.encoded().to_string()) {
+    // Written as actix-session writes it, not percent-encoded: the value is the cookie's own
+    // base64 (it decrypted, or the session would not have loaded), and percent-encoding it
+    // cost more than writing the rest of the header.
+    if let Ok(value) = header::HeaderValue::from_str(&refreshed.to_string()) {
         response
             .response_mut()
             .headers_mut()
