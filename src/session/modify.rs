@@ -57,7 +57,7 @@ impl Store {
                 Some(raw) => Some(raw),
                 None => self
                     .measured(Operation::Load, async {
-                        dispatch!(self, store => store.get(key).await)
+                        dispatch!(self, store => await store.get(key))
                     })
                     .await
                     .map_err(ModifyError::Store)?,
@@ -75,7 +75,7 @@ impl Store {
             let encoded = encode(&state).map_err(ModifyError::Store)?;
             let swapped = self
                 .measured(Operation::Update, async {
-                    dispatch!(self, store => store.compare_and_swap(key, &raw, &encoded, ttl).await)
+                    dispatch!(self, store => await store.compare_and_swap(key, &raw, &encoded, ttl))
                 })
                 .await
                 .map_err(ModifyError::Store)?;
@@ -110,10 +110,8 @@ impl Store {
             let swapped = self
                 .measured(Operation::Update, async {
                     match &raw {
-                        None => dispatch!(self, store => store.insert_new(name, &next, ttl).await),
-                        Some(raw) => dispatch!(self, store => {
-                            store.compare_and_swap(name, raw, &next, ttl).await
-                        }),
+                        None => dispatch!(self, store => await store.insert_new(name, &next, ttl)),
+                        Some(raw) => dispatch!(self, store => await store.compare_and_swap(name, raw, &next, ttl)),
                     }
                 })
                 .await?;
@@ -129,7 +127,7 @@ impl Store {
     /// The bytes of the record under `name`, if it is live.
     pub(crate) async fn read_record(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
         self.measured(Operation::Load, async {
-            dispatch!(self, store => store.get(name).await)
+            dispatch!(self, store => await store.get(name))
         })
         .await
     }
@@ -142,7 +140,7 @@ impl Store {
     /// Deletes whatever is stored under `key`.
     pub(crate) async fn remove_key(&self, key: &str) -> anyhow::Result<()> {
         self.measured(Operation::Delete, async {
-            dispatch!(self, store => store.remove(key).await)
+            dispatch!(self, store => await store.remove(key))
         })
         .await
     }
@@ -158,7 +156,7 @@ impl Store {
         window: &Duration,
     ) -> anyhow::Result<i64> {
         self.measured(Operation::Update, async {
-            dispatch!(self, store => store.add_to_counter(name, delta, window).await)
+            dispatch!(self, store => await store.add_to_counter(name, delta, window))
         })
         .await
     }

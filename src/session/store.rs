@@ -42,6 +42,20 @@ pub(super) enum Kind {
 
 /// Runs the same call on whichever store is inside.
 macro_rules! dispatch {
+    // An awaited call: each store's future goes in a box of its own size. Awaited inline, the
+    // future of every caller up to actix-session's would be as large as the largest store's
+    // (7 to 8.5 KiB with every store compiled in), and actix-session moves the whole of it into
+    // a box on every request: the largest copy of a page view.
+    ($self:ident, $store:ident => await $call:expr) => {
+        match &$self.kind {
+            $crate::session::store::Kind::Sql($store) => Box::pin($call).await,
+            $crate::session::store::Kind::Memory($store) => Box::pin($call).await,
+            #[cfg(feature = "redis")]
+            $crate::session::store::Kind::Redis($store) => Box::pin($call).await,
+            #[cfg(feature = "memcached")]
+            $crate::session::store::Kind::Memcached($store) => Box::pin($call).await,
+        }
+    };
     ($self:ident, $store:ident => $call:expr) => {
         match &$self.kind {
             $crate::session::store::Kind::Sql($store) => $call,
@@ -105,7 +119,7 @@ impl Store {
     pub async fn ping(&self) -> anyhow::Result<()> {
         match &self.kind {
             Kind::Memory(_) => Ok(()),
-            _ => dispatch!(self, store => store.ping().await),
+            _ => dispatch!(self, store => await store.ping()),
         }
     }
 
@@ -122,20 +136,20 @@ impl Store {
     /// Stores already-encoded state under `key` only if no live session has that key: the
     /// primitive behind `save`, public so the conformance suite can try a collision.
     pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
-        dispatch!(self, store => store.insert_new(key, state, ttl).await)
+        dispatch!(self, store => await store.insert_new(key, state, ttl))
     }
 
     /// The value stored under a session key, exactly as the store holds it, and the seconds it
     /// has left; for the tests and the session inspector.
     pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
-        dispatch!(self, store => store.raw(key).await)
+        dispatch!(self, store => await store.raw(key))
     }
 
     /// Pushes the expiry of the live session under `key` to now + `ttl`, leaving its bytes as
     /// they are; a deleted or expired session stays gone. Page views do this inside their read
     /// (see `load`); this is the same slide on its own, for the conformance suite.
     pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
-        dispatch!(self, store => store.touch(key, ttl).await)
+        dispatch!(self, store => await store.touch(key, ttl))
     }
 
     /// The read of a page view: the state under `key`, its expiry slid to now + TTL in the same
@@ -145,17 +159,20 @@ impl Store {
         let ttl = &self.ttl;
         let (raw, slide_due) = self
             .measured(Operation::Load, async {
+                // Boxed per store, as `dispatch!` does with an awaited call.
                 match &self.kind {
-                    Kind::Sql(store) => store.get_sliding(key, ttl).await,
-                    Kind::Memory(store) => {
-                        store.get_sliding(key, ttl).await.map(|raw| (raw, false))
-                    }
+                    Kind::Sql(store) => Box::pin(store.get_sliding(key, ttl)).await,
+                    Kind::Memory(store) => Box::pin(store.get_sliding(key, ttl))
+                        .await
+                        .map(|raw| (raw, false)),
                     #[cfg(feature = "redis")]
-                    Kind::Redis(store) => store.get_sliding(key, ttl).await.map(|raw| (raw, false)),
+                    Kind::Redis(store) => Box::pin(store.get_sliding(key, ttl))
+                        .await
+                        .map(|raw| (raw, false)),
                     #[cfg(feature = "memcached")]
-                    Kind::Memcached(store) => {
-                        store.get_sliding(key, ttl).await.map(|raw| (raw, false))
-                    }
+                    Kind::Memcached(store) => Box::pin(store.get_sliding(key, ttl))
+                        .await
+                        .map(|raw| (raw, false)),
                 }
             })
             .await?;
@@ -221,7 +238,7 @@ impl SessionStore for Store {
             let key = new_key();
             let inserted = self
                 .measured(Operation::Save, async {
-                    dispatch!(self, store => store.insert_new(key.as_ref(), &state, ttl).await)
+                    dispatch!(self, store => await store.insert_new(key.as_ref(), &state, ttl))
                 })
                 .await;
             match inserted {
@@ -259,12 +276,16 @@ impl SessionStore for Store {
         let written = self
             .measured(Operation::Update, async {
                 match &loaded {
-                    Some(loaded) => dispatch!(self, store => {
-                        store.compare_and_swap(key.as_ref(), loaded.as_bytes(), &state, ttl).await
-                    }),
-                    None => dispatch!(self, store => {
-                        store.replace(key.as_ref(), &state, ttl).await.map(|()| true)
-                    }),
+                    Some(loaded) => dispatch!(self, store => await store.compare_and_swap(
+                        key.as_ref(),
+                        loaded.as_bytes(),
+                        &state,
+                        ttl
+                    )),
+                    None => {
+                        dispatch!(self, store => await store.replace(key.as_ref(), &state, ttl))
+                            .map(|()| true)
+                    }
                 }
             })
             .await
@@ -290,7 +311,7 @@ impl SessionStore for Store {
 
     async fn delete(&self, key: &SessionKey) -> anyhow::Result<()> {
         self.measured(Operation::Delete, async {
-            dispatch!(self, store => store.remove(key.as_ref()).await)
+            dispatch!(self, store => await store.remove(key.as_ref()))
         })
         .await
     }
