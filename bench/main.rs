@@ -8,8 +8,11 @@
 //!   target/release/bench [--seconds 5] [--sessions 1000] [--rss-sessions 100000]
 //!                        [--stores redis,postgres] [--runs 3] [--flames]
 //!                        [--paths anonymous,read,many-sessions,write,login]
+//!   target/release/bench --instructions [--stores redis,postgres]
+//!     (the shop's instructions per request under callgrind instead: see `instructions.rs`)
 
 mod cpu;
+mod instructions;
 mod report;
 mod wrk;
 
@@ -85,6 +88,8 @@ struct Options {
     /// Valid runs per path; the report gives their median and spread.
     runs: usize,
     flames: bool,
+    /// Count instructions per request under callgrind instead of measuring with wrk.
+    instructions: bool,
     /// The paths to measure (all by default).
     paths: Vec<BenchPath>,
 }
@@ -116,12 +121,17 @@ fn options() -> anyhow::Result<Options> {
         .collect(),
         runs: 3,
         flames: false,
+        instructions: false,
         paths: BenchPath::ALL.to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--flames" {
             options.flames = true;
+            continue;
+        }
+        if flag == "--instructions" {
+            options.instructions = true;
             continue;
         }
         let value = args
@@ -611,17 +621,13 @@ async fn shop_env(store: Backend, work: &Path) -> anyhow::Result<HashMap<String,
     Ok(env)
 }
 
-async fn bench_store(
+/// The settings that point the shop at the servers this run started for `subject`.
+fn subject_env(
     subject: Subject,
-    options: &Options,
-    shop: &Path,
-    work: &Path,
     started: &Started,
-) -> anyhow::Result<(StoreRun, String)> {
-    let store = subject.backend();
-    let name = subject.name();
-    let mut env = shop_env(store, work).await?;
-    if store == Backend::Memcached
+    env: &mut HashMap<String, String>,
+) -> anyhow::Result<()> {
+    if subject.backend() == Backend::Memcached
         && let Some((address, _)) = &started.memcached
     {
         env.insert("MEMCACHED_SERVERS".to_owned(), address.clone());
@@ -637,6 +643,20 @@ async fn bench_store(
             if wait { "1" } else { "0" }.to_owned(),
         );
     }
+    Ok(())
+}
+
+async fn bench_store(
+    subject: Subject,
+    options: &Options,
+    shop: &Path,
+    work: &Path,
+    started: &Started,
+) -> anyhow::Result<(StoreRun, String)> {
+    let store = subject.backend();
+    let name = subject.name();
+    let mut env = shop_env(store, work).await?;
+    subject_env(subject, started, &mut env)?;
     let server = Server::start(shop, &[], &env, free_port()?, true).await?;
     let url = server.url.clone();
     println!(
@@ -972,6 +992,17 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all("bench/results")?;
     let work = tempfile::tempdir()?;
     let servers = Started::start(&options, work.path()).await?;
+    if options.instructions {
+        let mut counted = Vec::new();
+        for store in &options.stores {
+            counted.push(instructions::count(*store, &shop, work.path(), &servers).await?);
+        }
+        let markdown = instructions::markdown(&counted);
+        println!("\n{markdown}");
+        std::fs::write("bench/results/instructions.md", &markdown)?;
+        println!("Written: bench/results/instructions.md");
+        return Ok(());
+    }
     let mut runs = Vec::new();
     let mut page = String::new();
     for store in &options.stores {

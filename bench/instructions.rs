@@ -1,0 +1,228 @@
+//! `--instructions`: the shop's own work per request, counted by callgrind rather than timed.
+//!
+//! Requests per second on a shared machine move by 10 to 30% between runs minutes apart; the
+//! instructions the shop executes per request do not (valgrind counts the same total for the
+//! same binary and inputs whatever else the machine does). This mode runs the shop under
+//! `valgrind --tool=callgrind` per store, signs a shopper in with a 5-line cart, sends the
+//! read and the write path one request after another, and counts only the measured requests
+//! (`callgrind_control` zeroes the counters after a warm-up and dumps them after the last
+//! request). It counts the shop's user-space instructions: not the kernel's, not the store's,
+//! not the waits. It says whether a change cut the shop's work; wrk says what that is worth.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shop::lab::{Shopper, free_port};
+use tokio::process::{Child, Command};
+
+use crate::{PASSWORD, Started, Subject, shop_env, subject_env};
+
+/// Requests before the counters are zeroed (connections, caches and the allocator warm), and
+/// requests counted.
+const WARM_UP: u32 = 100;
+const COUNTED: u32 = 500;
+
+/// The instructions per request of one store's read and write paths.
+pub struct Counted {
+    pub name: String,
+    pub read: u64,
+    pub write: u64,
+}
+
+/// The shop under callgrind, killed when dropped.
+struct Profiled {
+    child: Child,
+    pid: u32,
+    /// The shop's `HOST`: valgrind names its control pipes after the `HOST` variable, so
+    /// `callgrind_control` must be given the same one to find them.
+    host: String,
+    out: std::path::PathBuf,
+    dumps: u32,
+}
+
+impl Profiled {
+    async fn start(
+        shop: &Path,
+        env: &HashMap<String, String>,
+        port: u16,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let out = dir.join("callgrind.out");
+        let child = Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(shop)
+            .envs(env)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("could not start valgrind (apt-get install valgrind)")?;
+        let pid = child.id().context("valgrind's pid")?;
+        let client = reqwest::Client::new();
+        // The shop starts some fifty times slower under valgrind.
+        for _ in 0..600 {
+            if client
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Ok(Self {
+                    child,
+                    pid,
+                    host: env.get("HOST").cloned().unwrap_or_default(),
+                    out,
+                    dumps: 0,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the shop did not start under valgrind")
+    }
+
+    async fn control(&self, args: &[&str]) -> anyhow::Result<()> {
+        let status = Command::new("callgrind_control")
+            .args(args)
+            .arg(self.pid.to_string())
+            .env("HOST", &self.host)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .context("could not run callgrind_control")?;
+        if !status.success() {
+            bail!("callgrind_control {args:?} failed");
+        }
+        Ok(())
+    }
+
+    /// The instructions per request of `COUNTED` calls of `request`, after `WARM_UP` more.
+    async fn count<F, Fut>(&mut self, mut request: F) -> anyhow::Result<u64>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        for i in 0..WARM_UP {
+            request(i).await?;
+        }
+        self.control(&["--zero"]).await?;
+        for i in 0..COUNTED {
+            request(i).await?;
+        }
+        self.control(&["--dump"]).await?;
+        self.dumps += 1;
+        let dump = format!("{}.{}", self.out.display(), self.dumps);
+        let text = std::fs::read_to_string(&dump).with_context(|| format!("no dump {dump}"))?;
+        let total: u64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix("summary:"))
+            .context("a callgrind summary")?
+            .trim()
+            .parse()?;
+        Ok(total / u64::from(COUNTED))
+    }
+}
+
+impl Profiled {
+    /// Stops the shop as an orchestrator would (SIGTERM), so valgrind removes its control
+    /// pipes from /tmp; a kill (the drop's fallback) leaves them behind.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .arg(self.pid.to_string())
+            .status()
+            .await?;
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("the shop did not stop within 30 s of SIGTERM")??;
+        Ok(())
+    }
+}
+
+impl Drop for Profiled {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Counts the read and write paths of `subject`.
+pub async fn count(
+    subject: Subject,
+    shop: &Path,
+    work: &Path,
+    started: &Started,
+) -> anyhow::Result<Counted> {
+    let mut env = shop_env(subject.backend(), work).await?;
+    subject_env(subject, started, &mut env)?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    println!("== {}: the shop under callgrind", subject.name());
+    let mut shop = Profiled::start(shop, &env, port, dir.path()).await?;
+
+    let url = format!("http://127.0.0.1:{port}");
+    let email = format!("instructions-{}@example.com", env["BENCH_RUN"]);
+    let shopper = Shopper::new(&url, &email, None)?;
+    if !shopper.register(PASSWORD).await?.0 {
+        bail!("could not register the shopper");
+    }
+    for product in 1..=5 {
+        shopper.add(product, 1).await?;
+    }
+    let token = shopper.csrf_token().await?;
+
+    let read = shop
+        .count(|_| async {
+            let seen = shopper.get("/cart").await?;
+            if seen.status != 200 {
+                bail!("GET /cart answered {}", seen.status);
+            }
+            Ok(())
+        })
+        .await?;
+    // The write path's change: one line's quantity set to a new value (1 to 3, never a limit).
+    let write = shop
+        .count(|i| {
+            let (shopper, token) = (&shopper, &token);
+            async move {
+                let path = format!("/cart/items/{}", i % 5 + 1);
+                let quantity = (i % 3 + 1).to_string();
+                let seen = shopper
+                    .post_with_token(&path, &[("quantity", &quantity)], token)
+                    .await?;
+                if seen.status != 303 {
+                    bail!("POST {path} answered {}", seen.status);
+                }
+                Ok(())
+            }
+        })
+        .await?;
+    shop.stop().await?;
+    println!("   read {read} instructions a request, write {write}");
+    Ok(Counted {
+        name: subject.name(),
+        read,
+        write,
+    })
+}
+
+/// The report: `bench/results/instructions.md`.
+pub fn markdown(counted: &[Counted]) -> String {
+    let mut out = format!(
+        "# Instructions per request\n\nThe shop's own user-space instructions per request, counted \
+         by callgrind (`bench/run --instructions`): release build, 1 worker, one request at a \
+         time, {COUNTED} requests counted after {WARM_UP} of warm-up, a signed-in shopper with a \
+         5-line cart. Not the kernel's work, not the store's, not the waits: what a change to the \
+         shop's code does to its cost, the same within 1% from run to run on any machine.\n\n\
+         | store | read: GET /cart | write: POST /cart/items/{{id}} |\n| --- | ---: | ---: |\n"
+    );
+    for row in counted {
+        let _ = writeln!(out, "| {} | {} | {} |", row.name, row.read, row.write);
+    }
+    out
+}
