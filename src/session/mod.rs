@@ -35,7 +35,7 @@ pub use index::{Ending, LiveSession};
 #[cfg(feature = "memcached")]
 pub use memcached::{MemcachedStore, XxhRendezvous};
 pub use memory::MemoryStore;
-pub use modify::ModifyError;
+pub use modify::{ModifyError, ReadAtStart};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use settings::{Secret, SessionConfig, SessionSettings, redact_url};

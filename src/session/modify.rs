@@ -26,6 +26,14 @@ pub enum ModifyError<E> {
     Store(anyhow::Error),
 }
 
+/// What a request read at its start: the bytes (the compare-and-set's expected value) and, if
+/// the request has not changed its session since, the state they decoded to, so that the change
+/// does not decode them a second time.
+pub struct ReadAtStart {
+    pub raw: Vec<u8>,
+    pub state: Option<State>,
+}
+
 /// The state key holding each write's random revision.
 pub const REVISION: &str = "rev";
 
@@ -40,12 +48,13 @@ impl Store {
     /// never lose each other's change. `None` when no live session has the key.
     ///
     /// `already_read` is what this request read at its start, if anything: the first try
-    /// starts from it, so an uncontended change costs one compare-and-set and no extra read.
+    /// starts from it, so an uncontended change costs one compare-and-set, no extra read and,
+    /// when the decoded state comes with it, no second decode.
     pub async fn modify<T, E>(
         &self,
         key: &str,
         ttl: &Duration,
-        already_read: Option<Vec<u8>>,
+        already_read: Option<ReadAtStart>,
         mut change: impl FnMut(&mut State) -> Result<T, E>,
     ) -> Result<Option<T>, ModifyError<E>> {
         let Ok(session_key) = SessionKey::try_from(key.to_owned()) else {
@@ -53,18 +62,24 @@ impl Store {
         };
         let mut already_read = already_read;
         for attempt in 1..=MODIFY_ATTEMPTS {
-            let raw = match already_read.take() {
-                Some(raw) => Some(raw),
-                None => self
-                    .measured(Operation::Load, async {
+            let (raw, decoded) = match already_read.take() {
+                Some(read) => (Some(read.raw), read.state),
+                None => (
+                    self.measured(Operation::Load, async {
                         dispatch!(self, store => await store.get(key))
                     })
                     .await
                     .map_err(ModifyError::Store)?,
+                    None,
+                ),
             };
             let Some(raw) = raw else { return Ok(None) };
-            let Ok(mut state) = decode(&session_key, &raw) else {
-                return Ok(None);
+            let mut state = match decoded {
+                Some(state) => state,
+                None => match decode(&session_key, &raw) {
+                    Ok(state) => state,
+                    Err(_) => return Ok(None),
+                },
             };
             let out = change(&mut state).map_err(ModifyError::Rejected)?;
             // Every write is unique, so a compare-and-set that a client library retried after a

@@ -16,7 +16,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use subtle::ConstantTimeEq;
 
-use super::{SessionSettings, csrf};
+use super::{ReadAtStart, SessionSettings, csrf};
 use crate::domain::{Cart, CartLine, UserId};
 use crate::error::ShopError;
 
@@ -205,12 +205,19 @@ impl ShopSession {
         self.session.contains_key(super::LOADED)
     }
 
-    /// The bytes this session was read from at the start of the request, if it was stored.
-    pub fn read_at_start(&self) -> Option<Vec<u8>> {
-        self.session
-            .entries()
-            .get(super::LOADED)
-            .map(|raw| raw.clone().into_bytes())
+    /// The bytes this session was read from at the start of the request, if it was stored,
+    /// with the state actix-session decoded from them while this request has changed nothing.
+    pub fn read_at_start(&self) -> Option<ReadAtStart> {
+        let entries = self.session.entries();
+        let raw = entries.get(super::LOADED)?.clone().into_bytes();
+        let state = (self.session.status() == SessionStatus::Unchanged).then(|| {
+            entries
+                .iter()
+                .filter(|(key, _)| key.as_str() != super::LOADED)
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        });
+        Some(ReadAtStart { raw, state })
     }
 
     pub fn cart(&self) -> Cart {
