@@ -82,6 +82,7 @@ impl Application {
             db,
             store: store.clone(),
             instance: config.instance_name.clone(),
+            served_by: header::HeaderValue::from_str(&config.instance_name).ok(),
             backend: store.backend(),
             metrics: Metrics::new(&store)?,
             session_ttl: Duration::seconds(config.session.ttl_seconds),
@@ -338,18 +339,33 @@ struct ErrorPage {
 
 /// Behind TLS (production with Secure cookies): browsers that have seen the shop over HTTPS
 /// never try plain HTTP for it again for a year, so no first request can be downgraded.
-const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000; includeSubDomains";
+const STRICT_TRANSPORT_SECURITY: header::HeaderValue =
+    header::HeaderValue::from_static("max-age=31536000; includeSubDomains");
 
-/// Security headers every response carries, besides `X-Served-By`.
-const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
+const X_SERVED_BY: header::HeaderName = header::HeaderName::from_static("x-served-by");
+
+/// Security headers every response carries, besides `X-Served-By`. The values are checked
+/// when the shop is compiled (`from_static` in a constant), not on every response.
+const SECURITY_HEADERS: [(header::HeaderName, header::HeaderValue); 4] = [
     (
         header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; \
-         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        header::HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
     ),
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::X_FRAME_OPTIONS, "DENY"),
-    (header::REFERRER_POLICY, "same-origin"),
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    ),
+    (
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    ),
+    (
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    ),
 ];
 
 /// The outermost layer. Every response gets `X-Served-By` and the security headers; every error
@@ -461,8 +477,8 @@ fn allowed_methods(route: &str) -> Option<&'static str> {
 /// Every response but a static asset is `no-store`: pages carry the shopper's cart, orders and
 /// form tokens, and no shared cache may keep them.
 fn add_headers(state: &AppState, headers: &mut header::HeaderMap) {
-    if let Ok(instance) = header::HeaderValue::from_str(&state.instance) {
-        headers.insert(header::HeaderName::from_static("x-served-by"), instance);
+    if let Some(served_by) = &state.served_by {
+        headers.insert(X_SERVED_BY, served_by.clone());
     }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(
@@ -471,13 +487,10 @@ fn add_headers(state: &AppState, headers: &mut header::HeaderMap) {
         );
     }
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(name, header::HeaderValue::from_static(value));
+        headers.insert(name, value);
     }
     if state.strict_transport_security {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            header::HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
-        );
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, STRICT_TRANSPORT_SECURITY);
     }
 }
 

@@ -28,6 +28,9 @@ pub struct AppState {
     pub db: Database,
     pub store: Store,
     pub instance: String,
+    /// `instance` as the `X-Served-By` value every response carries, made once (none if the
+    /// name is not a valid header value).
+    pub served_by: Option<actix_web::http::header::HeaderValue>,
     pub backend: Backend,
     pub metrics: Metrics,
     /// The idle expiry every write gives a session.
