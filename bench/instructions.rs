@@ -26,11 +26,12 @@ use crate::{PASSWORD, Started, Subject, shop_env, subject_env};
 const WARM_UP: u32 = 100;
 const COUNTED: u32 = 500;
 
-/// The instructions per request of one store's read and write paths.
+/// The instructions per request of one store's read and write paths (the ceiling has no
+/// write path).
 pub struct Counted {
     pub name: String,
     pub read: u64,
-    pub write: u64,
+    pub write: Option<u64>,
 }
 
 /// The shop under callgrind, killed when dropped.
@@ -46,7 +47,8 @@ struct Profiled {
 
 impl Profiled {
     async fn start(
-        shop: &Path,
+        program: &Path,
+        args: &[&str],
         env: &HashMap<String, String>,
         port: u16,
         dir: &Path,
@@ -55,7 +57,8 @@ impl Profiled {
         let child = Command::new("valgrind")
             .arg("--tool=callgrind")
             .arg(format!("--callgrind-out-file={}", out.display()))
-            .arg(shop)
+            .arg(program)
+            .args(args)
             .envs(env)
             .env("PORT", port.to_string())
             .env("RUST_LOG", "error")
@@ -84,7 +87,7 @@ impl Profiled {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("the shop did not start under valgrind")
+        bail!("{} did not start under valgrind", program.display())
     }
 
     async fn control(&self, args: &[&str]) -> anyhow::Result<()> {
@@ -151,19 +154,19 @@ impl Drop for Profiled {
     }
 }
 
-/// Counts the read and write paths of `subject`.
+/// Counts the read and write paths of `subject`; also gives the cart page it read.
 pub async fn count(
     subject: Subject,
     shop: &Path,
     work: &Path,
     started: &Started,
-) -> anyhow::Result<Counted> {
+) -> anyhow::Result<(Counted, String)> {
     let mut env = shop_env(subject.backend(), work).await?;
     subject_env(subject, started, &mut env)?;
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     println!("== {}: the shop under callgrind", subject.name());
-    let mut shop = Profiled::start(shop, &env, port, dir.path()).await?;
+    let mut shop = Profiled::start(shop, &[], &env, port, dir.path()).await?;
 
     let url = format!("http://127.0.0.1:{port}");
     let email = format!("instructions-{}@example.com", env["BENCH_RUN"]);
@@ -175,6 +178,7 @@ pub async fn count(
         shopper.add(product, 1).await?;
     }
     let token = shopper.csrf_token().await?;
+    let page = shopper.get("/cart").await?.body;
 
     let read = shop
         .count(|_| async {
@@ -204,10 +208,48 @@ pub async fn count(
         .await?;
     shop.stop().await?;
     println!("   read {read} instructions a request, write {write}");
+    Ok((
+        Counted {
+            name: subject.name(),
+            read,
+            write: Some(write),
+        },
+        page,
+    ))
+}
+
+/// Counts the ceiling (the bare actix-web server of `ceiling.rs`) serving `page`: what
+/// actix-web and the runtime cost a request with nothing around them.
+pub async fn count_ceiling(program: &Path, page: &str) -> anyhow::Result<Counted> {
+    let dir = tempfile::tempdir()?;
+    let page_file = dir.path().join("cart.html");
+    std::fs::write(&page_file, page)?;
+    let port = free_port()?;
+    println!("== ceiling: the bare server under callgrind");
+    let args = [
+        page_file.to_str().context("a path")?,
+        &port.to_string(),
+        "1",
+    ];
+    let env = HashMap::from([("HOST".to_owned(), "127.0.0.1".to_owned())]);
+    let mut server = Profiled::start(program, &args, &env, port, dir.path()).await?;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/cart");
+    let read = server
+        .count(|_| async {
+            let status = client.get(&url).send().await?.status();
+            if status != 200 {
+                bail!("the ceiling answered {status}");
+            }
+            Ok(())
+        })
+        .await?;
+    server.stop().await?;
+    println!("   read {read} instructions a request");
     Ok(Counted {
-        name: subject.name(),
+        name: "ceiling (bare actix-web, same page)".to_owned(),
         read,
-        write,
+        write: None,
     })
 }
 
@@ -218,11 +260,14 @@ pub fn markdown(counted: &[Counted]) -> String {
          by callgrind (`bench/run --instructions`): release build, 1 worker, one request at a \
          time, {COUNTED} requests counted after {WARM_UP} of warm-up, a signed-in shopper with a \
          5-line cart. Not the kernel's work, not the store's, not the waits: what a change to the \
-         shop's code does to its cost, the same within 1% from run to run on any machine.\n\n\
+         shop's code does to its cost, the same within 1% from run to run on any machine. The \
+         ceiling is the wrk runs' bare actix-web server serving the same page: what a request \
+         costs with nothing around it.\n\n\
          | store | read: GET /cart | write: POST /cart/items/{{id}} |\n| --- | ---: | ---: |\n"
     );
     for row in counted {
-        let _ = writeln!(out, "| {} | {} | {} |", row.name, row.read, row.write);
+        let write = row.write.map_or("".to_owned(), |write| write.to_string());
+        let _ = writeln!(out, "| {} | {} | {write} |", row.name, row.read);
     }
     out
 }

@@ -994,9 +994,14 @@ async fn main() -> anyhow::Result<()> {
     let servers = Started::start(&options, work.path()).await?;
     if options.instructions {
         let mut counted = Vec::new();
+        let mut page = String::new();
         for store in &options.stores {
-            counted.push(instructions::count(*store, &shop, work.path(), &servers).await?);
+            let (row, cart_page) =
+                instructions::count(*store, &shop, work.path(), &servers).await?;
+            counted.push(row);
+            page = cart_page;
         }
+        counted.push(instructions::count_ceiling(&ceiling_program, &page).await?);
         let markdown = instructions::markdown(&counted);
         println!("\n{markdown}");
         std::fs::write("bench/results/instructions.md", &markdown)?;
