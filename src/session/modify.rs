@@ -74,12 +74,8 @@ impl Store {
                 ),
             };
             let Some(raw) = raw else { return Ok(None) };
-            let mut state = match decoded {
-                Some(state) => state,
-                None => match decode(&session_key, &raw) {
-                    Ok(state) => state,
-                    Err(_) => return Ok(None),
-                },
+            let Ok(mut state) = decoded.map_or_else(|| decode(&session_key, &raw), Ok) else {
+                return Ok(None);
             };
             let out = change(&mut state).map_err(ModifyError::Rejected)?;
             // Every write is unique, so a compare-and-set that a client library retried after a
