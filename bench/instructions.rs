@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use shop::lab::{Shopper, free_port};
 use tokio::process::{Child, Command};
 
-use crate::{PASSWORD, Started, Subject, shop_env, subject_env};
+use crate::{PASSWORD, Started, Subject, launch, shop_env, subject_env};
 
 /// Requests before the counters are zeroed (connections, caches and the allocator warm), and
 /// requests counted.
@@ -54,40 +54,22 @@ impl Profiled {
         dir: &Path,
     ) -> anyhow::Result<Self> {
         let out = dir.join("callgrind.out");
-        let child = Command::new("valgrind")
-            .arg("--tool=callgrind")
-            .arg(format!("--callgrind-out-file={}", out.display()))
-            .arg(program)
-            .args(args)
-            .envs(env)
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("could not start valgrind (apt-get install valgrind)")?;
-        let pid = child.id().context("valgrind's pid")?;
-        let client = reqwest::Client::new();
+        let out_file = format!("--callgrind-out-file={}", out.display());
+        // valgrind's own messages go to a file; the shop's errors still reach the terminal.
+        let log_file = format!("--log-file={}", dir.join("valgrind.log").display());
+        let wrapper = ["valgrind", "--tool=callgrind", &out_file, &log_file];
         // The shop starts some fifty times slower under valgrind.
-        for _ in 0..600 {
-            if client
-                .get(format!("http://127.0.0.1:{port}/healthz"))
-                .send()
-                .await
-                .is_ok()
-            {
-                return Ok(Self {
-                    child,
-                    pid,
-                    host: env.get("HOST").cloned().unwrap_or_default(),
-                    out,
-                    dumps: 0,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("{} did not start under valgrind", program.display())
+        let child = launch(&wrapper, program, args, env, port, Duration::from_secs(60))
+            .await
+            .context("under valgrind (apt-get install valgrind)")?;
+        let pid = child.id().context("valgrind's pid")?;
+        Ok(Self {
+            child,
+            pid,
+            host: env.get("HOST").cloned().unwrap_or_default(),
+            out,
+            dumps: 0,
+        })
     }
 
     async fn control(&self, args: &[&str]) -> anyhow::Result<()> {

@@ -187,6 +187,45 @@ fn store_processes(store: Backend) -> &'static [&'static str] {
     }
 }
 
+/// Starts `program` on `port` with `env`, run by `wrapper` when it has one (taskset,
+/// valgrind), killed when dropped; waits up to `patience` for it to answer `/healthz`.
+async fn launch(
+    wrapper: &[&str],
+    program: &Path,
+    args: &[&str],
+    env: &HashMap<String, String>,
+    port: u16,
+    patience: Duration,
+) -> anyhow::Result<Child> {
+    let mut command = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    };
+    let child = command
+        .args(args)
+        .envs(env)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("could not start {}", program.display()))?;
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < patience {
+        let health = format!("http://127.0.0.1:{port}/healthz");
+        if client.get(health).send().await.is_ok() {
+            return Ok(child);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{} did not start within {patience:?}", program.display())
+}
+
 /// A server process, pinned to the server core or not, killed when dropped.
 struct Server {
     child: Child,
@@ -202,31 +241,14 @@ impl Server {
         port: u16,
         pinned: bool,
     ) -> anyhow::Result<Self> {
-        let mut command = if pinned {
-            let mut c = Command::new("taskset");
-            c.args(["-c", SERVER_CORE]).arg(program);
-            c
+        let wrapper: &[&str] = if pinned {
+            &["taskset", "-c", SERVER_CORE]
         } else {
-            Command::new(program)
+            &[]
         };
-        let child = command
-            .args(args)
-            .envs(env)
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("could not start {}", program.display()))?;
+        let child = launch(wrapper, program, args, env, port, Duration::from_secs(10)).await?;
         let url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client.get(format!("{url}/healthz")).send().await.is_ok() {
-                return Ok(Self { child, url, pinned });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("{} did not start", program.display())
+        Ok(Self { child, url, pinned })
     }
 
     fn pid(&self) -> u32 {
