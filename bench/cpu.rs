@@ -17,10 +17,17 @@ fn stat_fields(path: &str) -> Option<Vec<u64>> {
     )
 }
 
+/// CPU seconds of one process: (user, system).
+fn process_times(pid: u32) -> (f64, f64) {
+    // Field 14 and 15 of the line; the vector starts at field 3.
+    stat_fields(&format!("/proc/{pid}/stat"))
+        .map_or((0.0, 0.0), |f| (f[11] as f64 / TICKS, f[12] as f64 / TICKS))
+}
+
 /// CPU seconds (user + system) of one process.
 pub fn process_seconds(pid: u32) -> f64 {
-    // Field 14 and 15 of the line; the vector starts at field 3.
-    stat_fields(&format!("/proc/{pid}/stat")).map_or(0.0, |f| (f[11] + f[12]) as f64 / TICKS)
+    let (user, system) = process_times(pid);
+    user + system
 }
 
 /// CPU seconds of this process's children that have ended and been waited for (fields 16, 17).
@@ -86,7 +93,7 @@ pub async fn machine_busy(window: Duration) -> f64 {
 pub struct Readings {
     at: Instant,
     cores: Vec<(u64, u64)>,
-    server: f64,
+    server: (f64, f64),
     store: f64,
 }
 
@@ -95,6 +102,9 @@ pub struct Readings {
 pub struct Use {
     pub per_core: Vec<f64>,
     pub server: f64,
+    /// The part of `server` spent in the kernel on the shop's behalf: its system calls, and the
+    /// loopback packets they send and receive.
+    pub server_kernel: f64,
     pub store: f64,
 }
 
@@ -103,16 +113,18 @@ impl Readings {
         Self {
             at: Instant::now(),
             cores: cores(),
-            server: process_seconds(server_pid),
+            server: process_times(server_pid),
             store: named_seconds(store),
         }
     }
 
     pub fn finish(self, server_pid: u32, store: &[&str]) -> Use {
         let wall = self.at.elapsed().as_secs_f64();
+        let (user, system) = process_times(server_pid);
         Use {
             per_core: busy_between(&self.cores, &cores()),
-            server: (process_seconds(server_pid) - self.server) / wall,
+            server: (user + system - self.server.0 - self.server.1) / wall,
+            server_kernel: (system - self.server.1) / wall,
             store: (named_seconds(store) - self.store) / wall,
         }
     }

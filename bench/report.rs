@@ -149,11 +149,21 @@ impl Row {
             })
             .collect();
         format!(
-            "shop {:.2}, store {:.2}, wrk {:.2}; cores {}%",
+            "shop {:.2} (kernel {:.2}), store {:.2}, wrk {:.2}; cores {}%",
             self.median_of(|s| s.cpu.server),
+            self.median_of(|s| s.cpu.server_kernel),
             self.median_of(|s| s.cpu.store),
             self.median_of(|s| s.wrk.wrk_cpu),
             cores.join("/")
+        )
+    }
+
+    /// The shop's CPU time per request, in microseconds: (in its own code, in the kernel).
+    pub fn cpu_micros(&self) -> (f64, f64) {
+        let micros = |cores: f64, rps: f64| cores * 1e6 / rps;
+        (
+            self.median_of(|s| micros(s.cpu.server - s.cpu.server_kernel, s.wrk.rps)),
+            self.median_of(|s| micros(s.cpu.server_kernel, s.wrk.rps)),
         )
     }
 
@@ -335,6 +345,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
             cell(Path::Write)
         );
     }
+    cpu_section(&mut out, runs, ceilings);
     out.push_str("\n## Targets\n\n| store | read ≥ target × ceiling | write ≥ target × ceiling | read p99 < 3 ms | one store call, no write on a read | no store call for anonymous views | RSS growth ≤ 5 MiB |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for run in runs {
         let (read_target, write_target) = targets(run.store);
@@ -376,6 +387,43 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         );
     }
     out
+}
+
+/// Where a request's time goes: the shop's CPU time per request in its own code and in the
+/// kernel, against the time a request may take for the path's target to hold (the ceiling's
+/// time divided by the target ratio). A kernel share above that budget is a floor no change to
+/// the shop's own code can lower.
+fn cpu_section(out: &mut String, runs: &[StoreRun], ceilings: &Ceilings) {
+    let (user, kernel) = ceilings.one.cpu_micros();
+    let ceiling = user + kernel;
+    let _ = writeln!(
+        out,
+        "\n## Where a request's time goes\n\nThe shop's CPU time per request (1 worker, pinned: \
+         cores used ÷ requests per second, medians of the valid runs), in its own code (user) and \
+         in the kernel on its behalf (system calls, and the loopback packets they send and \
+         receive; the store's own work is not in it). The budget is what a request may cost for \
+         the path's target to hold: the ceiling's time ÷ the target ratio. The ceiling: \
+         {user:.1} µs user + {kernel:.1} µs kernel = {ceiling:.1} µs a request.\n\n\
+         | store | path | user µs | kernel µs | total µs | × ceiling's | budget µs (target) | kernel ÷ budget |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for run in runs {
+        let (read_target, write_target) = targets(run.store);
+        for (path, target) in [(Path::Read, read_target), (Path::Write, write_target)] {
+            let Some(row) = run.row(path) else { continue };
+            let (user, kernel) = row.cpu_micros();
+            let budget = ceiling / target;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {user:.1} | {kernel:.1} | {:.1} | {:.1} | {budget:.1} ({target}) | {:.0}% |",
+                run.name,
+                path.label(),
+                user + kernel,
+                (user + kernel) / ceiling,
+                kernel / budget * 100.0
+            );
+        }
+    }
 }
 
 /// Bars of each path's throughput as a fraction of the ceiling, per store.
