@@ -18,10 +18,16 @@ pub struct NoFields {}
 /// A form body of type `T` whose `csrf_token` field matched the session's token.
 pub struct CheckedForm<T>(pub T);
 
-#[derive(Deserialize)]
-struct TokenOnly {
-    #[serde(default)]
-    csrf_token: String,
+/// The form's `csrf_token` field (empty when absent); `None` when the field is given twice,
+/// which a form of ours never does. Read with a scan of the pairs rather than a second serde
+/// pass over the body: the token is checked before the form's shape, so the body is read twice.
+fn csrf_token(body: &[u8]) -> Option<String> {
+    let mut tokens = form_urlencoded::parse(body).filter(|(name, _)| name == "csrf_token");
+    let token = tokens.next().map(|(_, value)| value.into_owned());
+    match tokens.next() {
+        Some(_) => None,
+        None => Some(token.unwrap_or_default()),
+    }
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for CheckedForm<T> {
@@ -44,10 +50,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for CheckedForm<T> {
                             ShopError::bad_input("The form could not be read. Nothing was changed.")
                         }
                     })?;
-            let token: TokenOnly = serde_urlencoded::from_bytes(&body).map_err(|_| {
+            let token = csrf_token(&body).ok_or_else(|| {
                 ShopError::bad_input("The form could not be read. Nothing was changed.")
             })?;
-            ShopSession::of(&req).verify_csrf(&token.csrf_token)?;
+            ShopSession::of(&req).verify_csrf(&token)?;
             serde_urlencoded::from_bytes(&body)
                 .map(CheckedForm)
                 .map_err(|_| {
@@ -56,5 +62,25 @@ impl<T: DeserializeOwned + 'static> FromRequest for CheckedForm<T> {
                     )
                 })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csrf_token;
+
+    #[test]
+    fn the_token_is_read_decoded_once_and_refused_when_given_twice() {
+        assert_eq!(
+            csrf_token(b"quantity=2&csrf_token=ab%2Bc+d").as_deref(),
+            Some("ab+c d")
+        );
+        assert_eq!(csrf_token(b"quantity=2").as_deref(), Some(""));
+        assert_eq!(csrf_token(b"").as_deref(), Some(""));
+        assert_eq!(csrf_token(b"csrf_token=a&csrf_token=a"), None);
+        assert_eq!(
+            csrf_token(b"csrf_token=%FF%FE").as_deref(),
+            Some("\u{FFFD}\u{FFFD}")
+        );
     }
 }
