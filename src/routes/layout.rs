@@ -38,7 +38,7 @@ impl Layout {
     fn for_session(state: &AppState, session: &ShopSession) -> Result<Self, ShopError> {
         Ok(Self {
             user: session.user(),
-            cart_count: session.cart().item_count(),
+            cart_count: session.cart_count(),
             csrf_token: FormToken::new(session.csrf_token()?),
             flash: session.take_flash(),
             ..Self::bare(state)

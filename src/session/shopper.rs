@@ -124,14 +124,28 @@ impl ShopSession {
         }
     }
 
-    /// A value of this request's session, decoded once per request.
-    fn decoded<T: Clone + 'static>(&self, decode: impl FnOnce() -> T) -> T {
+    /// What `read` takes from a value of this request's session, decoded once per request; the
+    /// value itself is not copied (`read` must not touch the request's extensions).
+    fn read_decoded<T: 'static, R>(
+        &self,
+        decode: impl FnOnce() -> T,
+        read: impl FnOnce(&T) -> R,
+    ) -> R {
         if let Some(Decoded(value)) = self.req.extensions().get::<Decoded<T>>() {
-            return value.clone();
+            return read(value);
         }
         let value = decode();
-        self.req.extensions_mut().insert(Decoded(value.clone()));
-        value
+        let result = read(&value);
+        self.req.extensions_mut().insert(Decoded(value));
+        result
+    }
+
+    fn decoded_user<R>(&self, read: impl FnOnce(&Option<SignedInUser>) -> R) -> R {
+        self.read_decoded(|| self.get(USER), read)
+    }
+
+    fn decoded_cart<R>(&self, read: impl FnOnce(&Cart) -> R) -> R {
+        self.read_decoded(|| self.get(CART).unwrap_or_default(), read)
     }
 
     /// Forgets what was decoded: the session is about to change.
@@ -141,9 +155,13 @@ impl ShopSession {
         extensions.remove::<Decoded<Cart>>();
     }
 
-    /// The signed-in user as recorded, however old the sign-in.
-    fn recorded_user(&self) -> Option<SignedInUser> {
-        self.decoded(|| self.get(USER))
+    /// The id of a user whose recorded sign-in is past the absolute lifetime.
+    fn expired_sign_in(&self) -> Option<UserId> {
+        let max = self.max_login_seconds();
+        self.decoded_user(|user| {
+            let user = user.as_ref()?;
+            (super::now() - user.signed_in_at > max).then_some(user.id)
+        })
     }
 
     /// Writes a value. The first write of a visitor's session also binds the form token of
@@ -163,8 +181,12 @@ impl ShopSession {
     /// The signed-in user, while the sign-in is younger than the absolute lifetime (past it,
     /// `end_expired_sign_in` has already ended the session before any handler runs).
     pub fn user(&self) -> Option<SignedInUser> {
-        let user = self.recorded_user()?;
-        (super::now() - user.signed_in_at <= self.max_login_seconds()).then_some(user)
+        let max = self.max_login_seconds();
+        self.decoded_user(|user| {
+            user.as_ref()
+                .filter(|user| super::now() - user.signed_in_at <= max)
+                .cloned()
+        })
     }
 
     /// Signs a user in under a fresh session key (so a key planted before login is useless),
@@ -221,7 +243,12 @@ impl ShopSession {
     }
 
     pub fn cart(&self) -> Cart {
-        self.decoded(|| self.get(CART).unwrap_or_default())
+        self.decoded_cart(Cart::clone)
+    }
+
+    /// How many items the cart holds, as the navigation shows it.
+    pub fn cart_count(&self) -> u32 {
+        self.decoded_cart(Cart::item_count)
     }
 
     /// The checkout claimed in this session when the request started, if any.
@@ -412,14 +439,10 @@ pub async fn end_expired_sign_in(
 }
 
 fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
-    if let Some(user) = session.recorded_user()
-        && session.user().is_none()
+    if let Some(id) = session.expired_sign_in()
         && session.session.status() == SessionStatus::Unchanged
     {
-        log::info!(
-            "The sign-in of user {} is past its absolute lifetime; its session is ended.",
-            user.id
-        );
+        log::info!("The sign-in of user {id} is past its absolute lifetime; its session is ended.");
         let cart = session.cart();
         session.forget_decoded();
         session.session.clear();
