@@ -52,8 +52,13 @@ impl Profiled {
         env: &HashMap<String, String>,
         port: u16,
         dir: &Path,
+        name: &str,
     ) -> anyhow::Result<Self> {
-        let out = dir.join("callgrind.out");
+        // BENCH_CALLGRIND_DIR keeps the dumps (`<name>.callgrind.1` the reads, `.2` the writes),
+        // for `callgrind_annotate`.
+        let out = std::env::var("BENCH_CALLGRIND_DIR")
+            .map_or_else(|_| dir.to_owned(), std::path::PathBuf::from)
+            .join(format!("{name}.callgrind"));
         let out_file = format!("--callgrind-out-file={}", out.display());
         // valgrind's own messages go to a file; the shop's errors still reach the terminal.
         let log_file = format!("--log-file={}", dir.join("valgrind.log").display());
@@ -148,7 +153,7 @@ pub async fn count(
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     println!("== {}: the shop under callgrind", subject.name());
-    let mut shop = Profiled::start(shop, &[], &env, port, dir.path()).await?;
+    let mut shop = Profiled::start(shop, &[], &env, port, dir.path(), &subject.name()).await?;
 
     let url = format!("http://127.0.0.1:{port}");
     let email = format!("instructions-{}@example.com", env["BENCH_RUN"]);
@@ -214,7 +219,7 @@ pub async fn count_ceiling(program: &Path, page: &str) -> anyhow::Result<Counted
         "1",
     ];
     let env = HashMap::from([("HOST".to_owned(), "127.0.0.1".to_owned())]);
-    let mut server = Profiled::start(program, &args, &env, port, dir.path()).await?;
+    let mut server = Profiled::start(program, &args, &env, port, dir.path(), "ceiling").await?;
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/cart");
     let read = server
