@@ -92,6 +92,9 @@ struct Options {
     instructions: bool,
     /// The paths to measure (all by default).
     paths: Vec<BenchPath>,
+    /// Also measure the peer (`bench/peer`, built by `bench/run --peer`) on Redis and
+    /// PostgreSQL, pinned and loaded as the shop is.
+    peer: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -123,6 +126,7 @@ fn options() -> anyhow::Result<Options> {
         flames: false,
         instructions: false,
         paths: BenchPath::ALL.to_vec(),
+        peer: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -132,6 +136,10 @@ fn options() -> anyhow::Result<Options> {
         }
         if flag == "--instructions" {
             options.instructions = true;
+            continue;
+        }
+        if flag == "--peer" {
+            options.peer = true;
             continue;
         }
         let value = args
@@ -858,12 +866,30 @@ async fn bench_store(
     .flatten()
     .collect();
 
+    drop(server);
+    let peer = match subject {
+        Subject::Store(Backend::Redis | Backend::Postgres) if options.peer => {
+            let page = work.join(format!("cart-{name}.html"));
+            std::fs::write(&page, &cart_page)?;
+            let store_url = match store {
+                Backend::Redis => env
+                    .get("REDIS_URL")
+                    .cloned()
+                    .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+                _ => env["SESSION_DATABASE_URL"].clone(),
+            };
+            peer(store, &store_url, &page, options).await?
+        }
+        _ => Vec::new(),
+    };
+
     Ok((
         StoreRun {
             store,
             name: subject.title(),
             rows,
             scaled,
+            peer,
             bytes_per_session: stored,
             acknowledged_adds: acknowledged,
             items_in_carts: in_carts,
@@ -941,6 +967,92 @@ async fn ceiling(
         )
         .await?
         .context("the ceiling's run")
+}
+
+/// Where `bench/run --peer` builds the peer.
+const PEER_PROGRAM: &str = "target/peer/release/peer";
+
+/// The peer (`bench/peer`: axum with tower-sessions) on the same store as the shop,
+/// pinned and loaded as the shop is: the read with one session's cookie, the write spread over
+/// 64 sessions with 5-line carts.
+async fn peer(
+    store: Backend,
+    store_url: &str,
+    page: &Path,
+    options: &Options,
+) -> anyhow::Result<Vec<Row>> {
+    let program = Path::new(PEER_PROGRAM);
+    if !program.exists() {
+        bail!("--peer: build the peer first (bash bench/run --peer builds it)");
+    }
+    let port = free_port()?;
+    let args = [
+        store.name(),
+        store_url,
+        page.to_str().context("a path")?,
+        &port.to_string(),
+    ];
+    let server = Server::start(program, &args, &HashMap::new(), port, true).await?;
+    println!(
+        "== {}: the peer (axum with tower-sessions) on core {SERVER_CORE}",
+        store.name()
+    );
+    let client = reqwest::Client::new();
+    let mut sessions = Vec::new();
+    for _ in 0..64 {
+        let response = client
+            .post(format!("{}/setup", server.url))
+            .send()
+            .await?
+            .error_for_status()?;
+        let cookie = response
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .context("the peer set no cookie")?
+            .to_str()?
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        sessions.push((cookie, String::new()));
+    }
+    let scripts = tempfile::tempdir()?;
+    let plain = wrk::script(scripts.path(), "plain", "")?;
+    let writes = lua_script(
+        scripts.path(),
+        "write",
+        &sessions,
+        "POST",
+        "/cart/items/{line}",
+        "quantity={quantity}",
+    )?;
+    let bench = Bench {
+        server: &server,
+        store,
+        name: format!("peer-{}", store.name()),
+        options,
+    };
+    let mut rows = Vec::new();
+    for (path, route, script, headers) in [
+        (
+            BenchPath::Read,
+            "/cart",
+            &plain,
+            vec![format!("Cookie: {}", sessions[0].0)],
+        ),
+        (BenchPath::Write, "/cart/items/1", &writes, vec![]),
+    ] {
+        let load = Load {
+            url: format!("{}{route}", server.url),
+            script,
+            headers,
+            connections: 64,
+            seconds: options.seconds,
+            pinned: true,
+        };
+        rows.extend(bench.measure(path, &load).await?);
+    }
+    Ok(rows)
 }
 
 /// Store servers this run starts for itself, fresh, and stops when it ends.

@@ -184,6 +184,8 @@ pub struct StoreRun {
     pub rows: Vec<Row>,
     /// Read and write again with 2 workers on both cores, wrk unpinned.
     pub scaled: Vec<Row>,
+    /// The peer's read and write on the same store (`--peer`), when it was measured.
+    pub peer: Vec<Row>,
     pub bytes_per_session: usize,
     pub acknowledged_adds: u64,
     pub items_in_carts: u64,
@@ -202,6 +204,10 @@ impl StoreRun {
 
     fn scaled(&self, path: Path) -> Option<&Row> {
         self.scaled.iter().find(|r| r.path == path)
+    }
+
+    fn peer(&self, path: Path) -> Option<&Row> {
+        self.peer.iter().find(|r| r.path == path)
     }
 }
 
@@ -346,6 +352,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         );
     }
     cpu_section(&mut out, runs, ceilings);
+    peer_section(&mut out, runs);
     out.push_str("\n## Targets\n\n| store | read ≥ target × ceiling | write ≥ target × ceiling | read p99 < 3 ms | one store call, no write on a read | no store call for anonymous views | RSS growth ≤ 5 MiB |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for run in runs {
         let (read_target, write_target) = targets(run.store);
@@ -421,6 +428,50 @@ fn cpu_section(out: &mut String, runs: &[StoreRun], ceilings: &Ceilings) {
                 user + kernel,
                 (user + kernel) / ceiling,
                 kernel / budget * 100.0
+            );
+        }
+    }
+}
+
+/// The shop against the issue's peer (axum with tower-sessions) on the same store, same run.
+fn peer_section(out: &mut String, runs: &[StoreRun]) {
+    if runs.iter().all(|run| run.peer.is_empty()) {
+        return;
+    }
+    out.push_str(
+        "\n## Against the peer\n\nThe issue's peer (`bench/peer`): axum with tower-sessions, its \
+         session in the same store, one worker pinned as the shop is, the same wrk loads. Its \
+         read loads the session and answers the same page bytes as the ceiling (no render, no \
+         CSRF token, no security headers, no sliding expiry); its write loads the cart, changes \
+         a line and saves it (two round trips as the shop's, but without compare-and-set: a \
+         concurrent change is lost). CPU: the server's microseconds per request, user + kernel.\n\n\
+         | store | path | shop req/s | peer req/s | shop ÷ peer | shop p99 ms | peer p99 ms | shop CPU µs | peer CPU µs | peer errors |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for run in runs {
+        for path in [Path::Read, Path::Write] {
+            let (Some(shop), Some(peer)) = (run.row(path), run.peer(path)) else {
+                continue;
+            };
+            let micros = |row: &Row| {
+                let (user, kernel) = row.cpu_micros();
+                format!("{user:.1} + {kernel:.1}")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} ±{:.1}% | {:.0} ±{:.1}% | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                run.name,
+                path.label(),
+                shop.rps(),
+                shop.spread_percent(),
+                peer.rps(),
+                peer.spread_percent(),
+                shop.rps() / peer.rps(),
+                shop.p99_ms(),
+                peer.p99_ms(),
+                micros(shop),
+                micros(peer),
+                peer.errors()
             );
         }
     }
