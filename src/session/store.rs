@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
 
-use super::codec::{decode, encode, key_prefix, new_key};
+use super::codec::{decode_owned, encode, key_prefix, new_key};
 #[cfg(feature = "memcached")]
 use super::memcached::MemcachedStore;
 #[cfg(feature = "redis")]
@@ -219,11 +219,9 @@ impl SessionStore for Store {
             .await
             .map_err(LoadError::Other)?;
         let Some(raw) = raw else { return Ok(None) };
-        let mut state = decode(key, &raw)?;
-        // What was read travels with the state, so that `update` writes only over it.
-        // The bytes move into the state rather than being copied (they are UTF-8: they decoded).
-        let raw = String::from_utf8(raw)
-            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
+        // What was read travels with the state (moved, not copied), so that `update` writes
+        // only over it.
+        let (mut state, raw) = decode_owned(key, raw)?;
         state.insert(LOADED.to_owned(), raw);
         Ok(Some(state))
     }
