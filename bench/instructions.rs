@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use shop::lab::{Shopper, free_port};
+use shop::session::Backend;
 use tokio::process::{Child, Command};
 
 use crate::{PASSWORD, Started, Subject, launch, shop_env, subject_env};
@@ -205,38 +206,120 @@ pub async fn count(
     ))
 }
 
-/// Counts the ceiling (the bare actix-web server of `ceiling.rs`) serving `page`: what
-/// actix-web and the runtime cost a request with nothing around them.
-pub async fn count_ceiling(program: &Path, page: &str) -> anyhow::Result<Counted> {
+/// One of the bench's own servers (the ceiling, the peer) under callgrind, serving `page`
+/// from a file: `args` makes its arguments from the file's path and the port. Returns the
+/// server, its URL and the folder that holds the page while it runs.
+async fn start_serving(
+    program: &Path,
+    page: &str,
+    name: &str,
+    args: impl FnOnce(&str, &str) -> Vec<String>,
+) -> anyhow::Result<(Profiled, String, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let page_file = dir.path().join("cart.html");
     std::fs::write(&page_file, page)?;
     let port = free_port()?;
-    println!("== ceiling: the bare server under callgrind");
-    let args = [
-        page_file.to_str().context("a path")?,
-        &port.to_string(),
-        "1",
-    ];
+    let args = args(page_file.to_str().context("a path")?, &port.to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // HOST names valgrind's control pipes (see `Profiled`); these servers ignore it.
     let env = HashMap::from([("HOST".to_owned(), "127.0.0.1".to_owned())]);
-    let mut server = Profiled::start(program, &args, &env, port, dir.path(), "ceiling").await?;
-    let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/cart");
-    let read = server
+    let server = Profiled::start(program, &args, &env, port, dir.path(), name).await?;
+    Ok((server, format!("http://127.0.0.1:{port}"), dir))
+}
+
+/// The instructions per `GET /cart` of `server`, which must answer 200.
+async fn count_reads(
+    server: &mut Profiled,
+    client: &reqwest::Client,
+    url: &str,
+    who: &str,
+) -> anyhow::Result<u64> {
+    server
         .count(|_| async {
-            let status = client.get(&url).send().await?.status();
+            let status = client.get(format!("{url}/cart")).send().await?.status();
             if status != 200 {
-                bail!("the ceiling answered {status}");
+                bail!("{who} answered {status}");
             }
             Ok(())
         })
-        .await?;
+        .await
+}
+
+/// Counts the ceiling (the bare actix-web server of `ceiling.rs`) serving `page`: what
+/// actix-web and the runtime cost a request with nothing around them.
+pub async fn count_ceiling(program: &Path, page: &str) -> anyhow::Result<Counted> {
+    println!("== ceiling: the bare server under callgrind");
+    let (mut server, url, _dir) = start_serving(program, page, "ceiling", |page, port| {
+        vec![page.to_owned(), port.to_owned(), "1".to_owned()]
+    })
+    .await?;
+    let read = count_reads(&mut server, &reqwest::Client::new(), &url, "the ceiling").await?;
     server.stop().await?;
     println!("   read {read} instructions a request");
     Ok(Counted {
         name: "ceiling (bare actix-web, same page)".to_owned(),
         read,
         write: None,
+    })
+}
+
+/// Counts the peer (`bench/peer`: axum with tower-sessions) on `store`, as the shop is
+/// counted: its read (the session loaded, the page bytes answered) and its write (the session
+/// loaded, a line changed, the session saved) for one session with a 5-line cart.
+pub async fn count_peer(
+    program: &Path,
+    store: Backend,
+    store_url: &str,
+    page: &str,
+) -> anyhow::Result<Counted> {
+    println!("== {}: the peer under callgrind", store.name());
+    let name = format!("peer-{}", store.name());
+    let (mut server, url, _dir) = start_serving(program, page, &name, |page, port| {
+        vec![
+            store.name().to_owned(),
+            store_url.to_owned(),
+            page.to_owned(),
+            port.to_owned(),
+        ]
+    })
+    .await
+    .context("the peer (bash bench/run --peer builds it)")?;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    client
+        .post(format!("{url}/setup"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let read = count_reads(&mut server, &client, &url, "the peer's read").await?;
+    let write = server
+        .count(|i| {
+            let (client, url) = (&client, &url);
+            async move {
+                let status = client
+                    .post(format!("{url}/cart/items/{}", i % 5 + 1))
+                    .form(&[("quantity", (i % 3 + 1).to_string())])
+                    .send()
+                    .await?
+                    .status();
+                if status != 303 {
+                    bail!("the peer's write answered {status}");
+                }
+                Ok(())
+            }
+        })
+        .await?;
+    server.stop().await?;
+    println!("   read {read} instructions a request, write {write}");
+    Ok(Counted {
+        name: format!(
+            "peer on {} (axum with tower-sessions, no render)",
+            store.name()
+        ),
+        read,
+        write: Some(write),
     })
 }
 

@@ -871,14 +871,7 @@ async fn bench_store(
         Subject::Store(Backend::Redis | Backend::Postgres) if options.peer => {
             let page = work.join(format!("cart-{name}.html"));
             std::fs::write(&page, &cart_page)?;
-            let store_url = match store {
-                Backend::Redis => env
-                    .get("REDIS_URL")
-                    .cloned()
-                    .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
-                _ => env["SESSION_DATABASE_URL"].clone(),
-            };
-            peer(store, &store_url, &page, options).await?
+            peer(store, &peer_url(store, &env), &page, options).await?
         }
         _ => Vec::new(),
     };
@@ -967,6 +960,17 @@ async fn ceiling(
         )
         .await?
         .context("the ceiling's run")
+}
+
+/// The store the peer uses: the shop's Redis, or the shop's session database of this run.
+fn peer_url(store: Backend, env: &HashMap<String, String>) -> String {
+    match store {
+        Backend::Redis => env
+            .get("REDIS_URL")
+            .cloned()
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        _ => env["SESSION_DATABASE_URL"].clone(),
+    }
 }
 
 /// Where `bench/run --peer` builds the peer.
@@ -1134,6 +1138,18 @@ async fn main() -> anyhow::Result<()> {
                 instructions::count(*store, &shop, work.path(), &servers).await?;
             counted.push(row);
             page = cart_page;
+        }
+        if options.peer {
+            for store in [Backend::Redis, Backend::Postgres] {
+                if !options.stores.contains(&Subject::Store(store)) {
+                    continue;
+                }
+                let env = shop_env(store, work.path()).await?;
+                let program = Path::new(PEER_PROGRAM);
+                counted.push(
+                    instructions::count_peer(program, store, &peer_url(store, &env), &page).await?,
+                );
+            }
         }
         counted.push(instructions::count_ceiling(&ceiling_program, &page).await?);
         let markdown = instructions::markdown(&counted);
