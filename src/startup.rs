@@ -422,8 +422,14 @@ async fn finish_response(
             .response()
             .error()
             .and_then(|e| e.as_error::<ShopError>());
-        if let Some(ShopError::Unexpected(cause) | ShopError::Unavailable(cause)) = shop_error {
-            log::error!("{method} {path} failed: {cause:?}");
+        match shop_error {
+            // A bug: its backtrace, when RUST_BACKTRACE asked for one.
+            Some(ShopError::Unexpected(cause)) => log::error!("{method} {path} failed: {cause:?}"),
+            // A store down or every hashing slot busy: the causes, never a backtrace. Printing
+            // one symbolizes the binary's debug info (150 MiB held from then on, measured with
+            // RUST_BACKTRACE=1), once per 503 of a login flood or an outage.
+            Some(ShopError::Unavailable(cause)) => log::error!("{method} {path} failed: {cause:#}"),
+            _ => {}
         }
         let text = shop_error.map_or_else(|| status_text(status), ShopError::page_text);
         match error_page(&state, status, text) {
