@@ -16,7 +16,20 @@ pub use shopper::Shopper;
 
 /// A free TCP port on loopback, for a replica or nginx.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    free_ports().map(|[port]| port)
+}
+
+/// `N` different free TCP ports on loopback. Each probe stays bound until all are chosen: a
+/// port is free again as soon as its probe closes, and the kernel may hand it to the next
+/// probe (seen: a Redis node's bus port chosen again as another node's port, which then could
+/// not start).
+pub fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
+    let probes = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, probe) in ports.iter_mut().zip(&probes) {
+        *port = probe.local_addr()?.port();
+    }
+    Ok(ports)
 }

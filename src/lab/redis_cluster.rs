@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
-use super::{free_port, signal_group};
+use super::{free_ports, signal_group};
 
 /// How long a master may be unreachable before the cluster fails it over.
 pub const NODE_TIMEOUT_MS: u64 = 1000;
@@ -88,8 +88,9 @@ impl RedisCluster {
             nodes: Vec::new(),
             dir: dir.to_owned(),
         };
-        for _ in 0..6 {
-            let (port, bus) = (free_port()?, free_port()?);
+        let ports: [u16; 12] = free_ports()?;
+        for pair in ports.chunks(2) {
+            let (port, bus) = (pair[0], pair[1]);
             let child = cluster.spawn(port, bus)?;
             cluster.nodes.push(RedisNode {
                 port,
@@ -229,17 +230,64 @@ impl RedisCluster {
 
     /// Waits until [`Self::every_master_replicated`].
     pub async fn wait_replicated(&self, within: Duration) -> anyhow::Result<()> {
-        wait_for(within, || async { self.every_master_replicated().await })
-            .await
-            .context("a Redis master has no replica in sync")
+        self.wait_or_explain(within, "a Redis master has no replica in sync", || async {
+            self.every_master_replicated().await
+        })
+        .await
+    }
+
+    /// [`wait_for`], failing with `what` and the cluster's [`Self::diagnosis`].
+    async fn wait_or_explain<F, Fut>(
+        &self,
+        within: Duration,
+        what: &str,
+        check: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        match wait_for(within, check).await {
+            Ok(()) => Ok(()),
+            Err(err) => Err(err.context(format!(
+                "{what}; the cluster then:\n{}",
+                self.diagnosis().await
+            ))),
+        }
+    }
+
+    /// What each live node says of the cluster and of its replication, and the end of its
+    /// log: what a failed wait shows, so that a failure says why.
+    async fn diagnosis(&self) -> String {
+        let mut out = String::new();
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let nodes = redis_cli(node.port, &["CLUSTER", "NODES"]).await;
+            let replication = redis_cli(node.port, &["INFO", "replication"]).await;
+            let log = std::fs::read_to_string(self.dir.join(format!("redis-{}.log", node.port)))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            out.push_str(&format!(
+                "-- node {}\nCLUSTER NODES:\n{}\nINFO replication:\n{}\nlog (last lines):\n{}\n",
+                node.port,
+                nodes.unwrap_or_else(|err| format!("{err:#}")),
+                replication
+                    .unwrap_or_else(|err| format!("{err:#}"))
+                    .replace('\r', ""),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
     }
 
     /// Waits until every live node reports `cluster_state:ok` and every slot is served by a
     /// live master with an in-sync replica or, after a kill, by a promoted one.
     pub async fn wait_healthy(&self, within: Duration) -> anyhow::Result<()> {
-        wait_for(within, || async { self.all_slots_served().await })
-            .await
-            .context("the Redis Cluster did not become healthy")
+        self.wait_or_explain(
+            within,
+            "the Redis Cluster did not become healthy",
+            || async { self.all_slots_served().await },
+        )
+        .await
     }
 
     /// Whether every live node says the cluster is ok and no master serving slots is dead.

@@ -2,7 +2,6 @@
 //! never a 500 or a panic, and recovers by itself when the store is back. Each test starts its
 //! own store process on a spare loopback port, then stops and restarts it.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,14 +10,6 @@ use reqwest::StatusCode;
 use tokio::process::{Child, Command};
 
 use crate::helpers::{TestApp, spawn_app_with, unique_email};
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A store server this test owns.
 pub struct StoreProcess {
@@ -54,7 +45,7 @@ impl StoreProcess {
     pub async fn start(kind: &'static str) -> Self {
         let mut process = Self {
             kind,
-            port: free_port(),
+            port: shop::lab::free_port().unwrap(),
             child: None,
             data: None,
         };

@@ -5,7 +5,7 @@
 use std::process::Stdio;
 
 use shop::lab::cluster::{find_nginx, signal_group, write_nginx_main};
-use shop::lab::free_port;
+use shop::lab::free_ports;
 
 use crate::helpers::spawn_app_with;
 
@@ -39,7 +39,7 @@ async fn tls_termination_at_nginx_gives_hsts_and_host_only_cookies() {
         .status()
         .expect("openssl runs");
     assert!(made.success(), "a self-signed certificate");
-    let (https_port, http_port) = (free_port().unwrap(), free_port().unwrap());
+    let [https_port, http_port] = free_ports().unwrap();
     let site: String = include_str!("../../deploy/nginx/tls.conf")
         .lines()
         .filter(|line| !line.contains("server shop2") && !line.contains("server shop3"))
