@@ -7,6 +7,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::session::OutcomeUnknown;
+
 /// Seconds a client is asked to wait when the session store is down.
 pub const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -60,6 +62,13 @@ impl ShopError {
                 "Your session ended",
                 "You were logged out (in another tab?) while this request was on its way. \
                  Nothing was changed."
+                    .into(),
+            ),
+            ShopError::Unavailable(cause) if cause.downcast_ref::<OutcomeUnknown>().is_some() => (
+                "Please check before trying again",
+                "The shop lost touch with one of its services while saving this change, and could \
+                 not learn whether it was saved. Please reload the page to see, before trying \
+                 again."
                     .into(),
             ),
             ShopError::Csrf => (
@@ -136,5 +145,28 @@ impl From<sqlx::Error> for ShopError {
             }
             other => ShopError::Unexpected(other.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ShopError;
+    use crate::session::OutcomeUnknown;
+
+    #[test]
+    fn a_change_that_may_have_been_kept_is_not_called_lost() {
+        let lost_reply = anyhow::anyhow!("timed out")
+            .context(OutcomeUnknown)
+            .context("while adding to the cart");
+        let (title, text) = ShopError::Unavailable(lost_reply).page_text();
+        assert_eq!(title, "Please check before trying again");
+        assert!(
+            text.contains("could not learn whether it was saved"),
+            "{text}"
+        );
+
+        let (title, text) = ShopError::Unavailable(anyhow::anyhow!("refused")).page_text();
+        assert_eq!(title, "Back in a moment");
+        assert!(text.contains("Nothing is lost"), "{text}");
     }
 }

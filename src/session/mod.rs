@@ -54,6 +54,14 @@ pub type State = HashMap<String, String>;
 /// The entry under which a loaded state carries the bytes it was read from, to `update`.
 pub const LOADED: &str = "__loaded";
 
+/// A change the store may or may not have kept: its reply was lost (a master died mid-request)
+/// and asking again did not tell, or it could not be undone after too few replicas got it. Put
+/// as context on the store's error, so that the shopper is asked to look before trying again
+/// instead of being told nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[error("the store may or may not have kept the change")]
+pub struct OutcomeUnknown;
+
 /// The codec, for the property tests next to the domain types.
 #[cfg(test)]
 pub(crate) mod codec_for_tests {

@@ -23,9 +23,9 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
 
-use super::SessionConfig;
 use super::codec::millis;
 use super::redact_url;
+use super::{OutcomeUnknown, SessionConfig};
 
 /// How long a write waits for its replicas when `REDIS_MIN_REPLICAS_ACK` asks for them. A
 /// replica on the same network acknowledges in well under a millisecond; past this the write
@@ -412,26 +412,34 @@ impl RedisStore {
             .await;
         let (swapped, replicated): (i64, bool) = match attempt {
             Ok(reply) => reply,
-            // Sent, but no reply: the master may have applied it (and passed it on) before it
-            // died. Ask the slot's master, once there is one, instead of guessing.
-            Err(err) if err.is_io_error() || err.is_timeout() => {
-                self.confirm(&full, state, &ttl).await.with_context(|| {
+            // Whatever the error, an earlier try may have been applied: sent with no reply, the
+            // master may have applied it (and passed it on) before it died, and the cluster
+            // client retries such a request by itself, so the error it ends with can be a later
+            // try's (`MOVED` to the dead master, `CLUSTERDOWN` while the cluster fails over).
+            // Ask the slot's master, once there is one, instead of guessing.
+            Err(err) => self
+                .confirm(&full, state, &ttl)
+                .await
+                .with_context(|| {
                     format!("could not update a session in Redis, nor learn whether it was: {err}")
-                })?
-            }
-            Err(err) => return Err(err).context("could not update a session in Redis"),
+                })
+                .context(OutcomeUnknown)?,
         };
         if swapped == 1 && !replicated {
-            self.undo(&full, state, expected, &ttl).await;
-            return Err(self.not_replicated());
+            return Err(if self.undo(&full, state, expected, &ttl).await {
+                self.not_replicated()
+            } else {
+                self.not_replicated().context(OutcomeUnknown)
+            });
         }
         Ok(swapped == 1)
     }
 
     /// Puts `expected` back where this request wrote `state`, if nothing changed it since;
-    /// retried through a failover for a few seconds. A change that could not be undone is
-    /// logged: it may survive although the shopper was told it failed.
-    async fn undo(&self, full: &str, state: &str, expected: &[u8], ttl: &str) {
+    /// retried through a failover for a few seconds. False when it was not undone: another
+    /// request wrote over it meanwhile (and may have kept it), or the store could not be
+    /// reached; the shopper must then not be told it failed.
+    async fn undo(&self, full: &str, state: &str, expected: &[u8], ttl: &str) -> bool {
         let deadline = std::time::Instant::now() + CONFIRM_WITHIN;
         loop {
             let undone = match self.connection().await {
@@ -443,7 +451,7 @@ impl RedisStore {
                 Err(err) => Err(err),
             };
             match undone {
-                Ok(_) => return,
+                Ok(swapped) => return swapped == 1,
                 Err(_) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(StdDuration::from_millis(200)).await;
                 }
@@ -452,7 +460,7 @@ impl RedisStore {
                         "A session change that did not reach a replica could not be undone \
                          ({err:#}); it may survive."
                     );
-                    return;
+                    return false;
                 }
             }
         }
