@@ -27,13 +27,17 @@ pub struct RedisCluster {
     dir: PathBuf,
 }
 
-/// One line of `CLUSTER NODES`: a node's port, whether it is a master that is up, and the
-/// slot ranges it serves.
+/// One line of `CLUSTER NODES`: a node's id and port, whether it is a master that is up, the
+/// master it replicates, and the slot ranges it serves.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
+    pub id: String,
     pub port: u16,
+    /// The line of the node that answered.
+    pub myself: bool,
     pub master: bool,
     pub failed: bool,
+    pub replica_of: Option<String>,
     pub slots: Vec<(u16, u16)>,
 }
 
@@ -60,6 +64,7 @@ fn parse_nodes(text: &str) -> Vec<NodeInfo> {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
             let flags = fields.get(2)?;
+            let has = |flag: &str| flags.split(',').any(|f| f == flag);
             let slots = fields
                 .iter()
                 .skip(8)
@@ -70,10 +75,16 @@ fn parse_nodes(text: &str) -> Vec<NodeInfo> {
                 })
                 .collect();
             Some(NodeInfo {
+                id: (*fields.first()?).to_owned(),
                 port,
-                master: flags.split(',').any(|f| f == "master"),
+                myself: has("myself"),
+                master: has("master"),
                 // `fail?` is one node's suspicion; `fail` is the cluster's verdict.
-                failed: flags.split(',').any(|f| f == "fail"),
+                failed: has("fail"),
+                replica_of: fields
+                    .get(3)
+                    .filter(|master| **master != "-")
+                    .map(|master| (*master).to_owned()),
                 slots,
             })
         })
@@ -119,8 +130,45 @@ impl RedisCluster {
             .await
             .context("redis-cli --cluster create failed")?;
         cluster.wait_healthy(Duration::from_secs(20)).await?;
+        cluster.pair_unpaired_replicas().await?;
         cluster.wait_replicated(Duration::from_secs(20)).await?;
         Ok(cluster)
+    }
+
+    /// `redis-cli --cluster create` sends each replica `CLUSTER REPLICATE` and ignores a
+    /// refusal (a replica that did not know its master yet, which it retries once after the
+    /// join and then ignores again); such a node stays an empty master and its master never
+    /// gets a replica. Each such node is made the replica of a master that has none. Each node
+    /// is asked about itself, whose answer is current, not a peer's gossip.
+    async fn pair_unpaired_replicas(&self) -> anyhow::Result<()> {
+        let mut selves = Vec::new();
+        for node in &self.nodes {
+            let text = redis_cli(node.port, &["CLUSTER", "NODES"]).await?;
+            let me = parse_nodes(&text)
+                .into_iter()
+                .find(|n| n.myself)
+                .with_context(|| {
+                    format!("node {} does not say which line is its own", node.port)
+                })?;
+            selves.push(me);
+        }
+        for (replica, master) in unpaired_pairs(&selves) {
+            eprintln!(
+                "redis-cli left node {} without a master; it now replicates {}",
+                replica.port, master.port
+            );
+            // redis-cli exits 0 on an error reply too: the reply says.
+            let reply = redis_cli(replica.port, &["CLUSTER", "REPLICATE", &master.id]).await?;
+            if reply.trim() != "OK" {
+                bail!(
+                    "node {} would not replicate {}: {}",
+                    replica.port,
+                    master.port,
+                    reply.trim()
+                );
+            }
+        }
+        Ok(())
     }
 
     fn spawn(&self, port: u16, bus: u16) -> anyhow::Result<Child> {
@@ -346,6 +394,16 @@ impl Drop for RedisCluster {
     }
 }
 
+/// Among nodes as each describes itself: the empty masters (replicas `CLUSTER REPLICATE` never
+/// reached), each beside a master serving slots that no node replicates.
+fn unpaired_pairs(selves: &[NodeInfo]) -> Vec<(&NodeInfo, &NodeInfo)> {
+    let unpaired = selves.iter().filter(|n| n.master && n.slots.is_empty());
+    let alone = selves.iter().filter(|m| {
+        !m.slots.is_empty() && !selves.iter().any(|r| r.replica_of.as_ref() == Some(&m.id))
+    });
+    unpaired.zip(alone).collect()
+}
+
 /// Polls `check` every 100 ms until it holds, or fails after `within`.
 async fn wait_for<F, Fut>(within: Duration, mut check: F) -> anyhow::Result<()>
 where
@@ -375,6 +433,10 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [5461->-e7d1]
         let nodes = super::parse_nodes(text);
         assert_eq!(nodes.len(), 4);
         assert!(!nodes[0].master);
+        assert_eq!(nodes[0].replica_of.as_deref(), Some("e7d1"));
+        assert_eq!(nodes[1].replica_of, None);
+        assert_eq!(nodes[2].id, "e7d1");
+        assert!(nodes[2].myself && !nodes[1].myself);
         assert_eq!(nodes[1].slots, vec![(5461, 10922)]);
         assert_eq!(
             (nodes[2].port, nodes[2].slots.clone()),
@@ -382,5 +444,32 @@ e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 [5461->-e7d1]
         );
         assert!(nodes[3].failed && nodes[3].master);
         assert!(!nodes[1].failed);
+    }
+
+    #[test]
+    fn an_empty_master_is_paired_with_the_master_nobody_replicates() {
+        let selves = super::parse_nodes(
+            "\
+a1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:30002@40002 myself,master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:30003@40003 myself,master - 0 0 3 connected 10923-16383
+b1 127.0.0.1:30004@40004 myself,slave a1 0 0 1 connected
+b2 127.0.0.1:30005@40005 myself,master - 0 0 0 connected
+b3 127.0.0.1:30006@40006 myself,slave a3 0 0 3 connected
+",
+        );
+        let pairs: Vec<(u16, u16)> = super::unpaired_pairs(&selves)
+            .into_iter()
+            .map(|(replica, master)| (replica.port, master.port))
+            .collect();
+        assert_eq!(pairs, vec![(30005, 30002)]);
+
+        let paired = super::parse_nodes(
+            "\
+a1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-16383
+b1 127.0.0.1:30004@40004 myself,slave a1 0 0 1 connected
+",
+        );
+        assert!(super::unpaired_pairs(&paired).is_empty());
     }
 }
