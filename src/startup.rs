@@ -396,7 +396,9 @@ async fn finish_response(
     let response = match next.call(req).await {
         Ok(response) => response.map_into_boxed_body(),
         Err(err) => {
-            log::error!("The session store failed while serving {method} {path}: {err:?}");
+            // The store logged the causes (`Store`'s `reported`); actix-session's error
+            // carries them only in its `Debug`, with the backtrace RUST_BACKTRACE captured.
+            log::error!("The session store failed while serving {method} {path}: {err}");
             let status = StatusCode::SERVICE_UNAVAILABLE;
             state.metrics.observe(
                 "session store failed",
