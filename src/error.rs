@@ -9,6 +9,47 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::session::OutcomeUnknown;
 
+/// Why a page sent the visitor to sign in, named in the login page's address
+/// (`/login?reason=orders`) and said there in words. A redirect that said it with a flash message
+/// would store a session for every cookie-less visitor who follows a link to their orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInReason {
+    Orders,
+    Checkout,
+    Sessions,
+}
+
+impl SignInReason {
+    const ALL: [Self; 3] = [Self::Orders, Self::Checkout, Self::Sessions];
+
+    /// The reason's name in the login page's address.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Orders => "orders",
+            Self::Checkout => "checkout",
+            Self::Sessions => "sessions",
+        }
+    }
+
+    /// A reason named in an address; any other text names none.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.name() == name)
+    }
+
+    /// What the login page says.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Orders => "Please log in to see your orders.",
+            Self::Checkout => "Please log in to check out. Your cart is kept.",
+            Self::Sessions => "Please log in to see where you are signed in.",
+        }
+    }
+
+    fn location(self) -> String {
+        format!("/login?reason={}", self.name())
+    }
+}
+
 /// Seconds a client is asked to wait when the session store is down.
 pub const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -19,9 +60,10 @@ pub enum ShopError {
     BadInput(String),
     #[error("the form's CSRF token is missing or wrong")]
     Csrf,
-    /// Answered with a redirect to the login page, not an error page.
+    /// Answered with a redirect to the login page, not an error page; the reason travels in the
+    /// page's address, so sending a visitor there writes no session.
     #[error("the page needs a signed-in user")]
-    LoginRequired,
+    LoginRequired(SignInReason),
     /// Other requests kept changing the session; this change was not applied.
     #[error("the session kept changing during the request")]
     Conflict,
@@ -109,7 +151,7 @@ impl ResponseError for ShopError {
         match self {
             ShopError::BadInput(_) => StatusCode::BAD_REQUEST,
             ShopError::Csrf => StatusCode::FORBIDDEN,
-            ShopError::LoginRequired => StatusCode::SEE_OTHER,
+            ShopError::LoginRequired(_) => StatusCode::SEE_OTHER,
             ShopError::Conflict | ShopError::SessionEnded => StatusCode::CONFLICT,
             ShopError::NotFound => StatusCode::NOT_FOUND,
             ShopError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -127,8 +169,8 @@ impl ResponseError for ShopError {
             ShopError::Unavailable(_) => {
                 response.insert_header(("Retry-After", RETRY_AFTER_SECONDS));
             }
-            ShopError::LoginRequired => {
-                response.insert_header(("Location", "/login"));
+            ShopError::LoginRequired(reason) => {
+                response.insert_header(("Location", reason.location()));
             }
             _ => {}
         }
@@ -150,8 +192,19 @@ impl From<sqlx::Error> for ShopError {
 
 #[cfg(test)]
 mod tests {
-    use super::ShopError;
+    use super::{ShopError, SignInReason};
     use crate::session::OutcomeUnknown;
+
+    #[test]
+    fn a_sign_in_reason_round_trips_through_its_name_and_nothing_else_parses() {
+        for reason in SignInReason::ALL {
+            assert_eq!(SignInReason::parse(reason.name()), Some(reason));
+            assert!(reason.location().starts_with("/login?reason="));
+        }
+        assert_eq!(SignInReason::parse(""), None);
+        assert_eq!(SignInReason::parse("<script>"), None);
+        assert_eq!(SignInReason::parse("Orders"), None);
+    }
 
     #[test]
     fn a_change_that_may_have_been_kept_is_not_called_lost() {

@@ -8,11 +8,9 @@ use askama_web::WebTemplate;
 
 use super::{CheckedForm, Layout, NoFields, require_user, see_other};
 use crate::domain::utc_minute;
-use crate::error::ShopError;
+use crate::error::{ShopError, SignInReason};
 use crate::session::{Ending, FlashKind, LiveSession, ShopSession, now};
 use crate::state::AppState;
-
-const SIGN_IN_FIRST: &str = "Please log in to see where you are signed in.";
 
 /// One row of the sessions page.
 pub struct SessionRow {
@@ -59,7 +57,7 @@ pub async fn sessions(
     session: ShopSession,
     layout: Layout,
 ) -> Result<SessionsPage, ShopError> {
-    let user = require_user(&session, SIGN_IN_FIRST)?;
+    let user = require_user(&session, SignInReason::Sessions)?;
     let current = state.session_key(&req);
     let now = now();
     let sessions = state
@@ -81,7 +79,7 @@ pub async fn end(
     path: web::Path<String>,
     _: CheckedForm<NoFields>,
 ) -> Result<HttpResponse, ShopError> {
-    let user = require_user(&session, SIGN_IN_FIRST)?;
+    let user = require_user(&session, SignInReason::Sessions)?;
     let current = state.session_key(&req);
     let ending = state
         .store
@@ -116,9 +114,9 @@ pub async fn end_others(
     session: ShopSession,
     _: CheckedForm<NoFields>,
 ) -> Result<HttpResponse, ShopError> {
-    let user = require_user(&session, SIGN_IN_FIRST)?;
+    let user = require_user(&session, SignInReason::Sessions)?;
     let Some(current) = state.session_key(&req) else {
-        return Err(ShopError::LoginRequired);
+        return Err(ShopError::LoginRequired(SignInReason::Sessions));
     };
     let ended = state
         .store

@@ -17,7 +17,7 @@ use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
 use crate::client::client_address;
 use crate::db::users::CreateUserError;
 use crate::domain::{Email, Password, UserId};
-use crate::error::ShopError;
+use crate::error::{ShopError, SignInReason};
 use crate::session::csrf::keyed_hash;
 use crate::session::{FlashKind, ShopSession};
 use crate::state::AppState;
@@ -44,6 +44,13 @@ pub struct LoginPage {
     layout: Layout,
     email: String,
     error: Option<String>,
+    /// Why the shopper was sent here, from the page's address.
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -61,11 +68,17 @@ pub async fn register_form(layout: Layout) -> Result<HttpResponse, ShopError> {
     render_with_status(&page, StatusCode::OK)
 }
 
-pub async fn login_form(layout: Layout) -> Result<HttpResponse, ShopError> {
+/// The login form; `?reason=` names why a page sent the shopper here (anything else is ignored).
+pub async fn login_form(req: HttpRequest, layout: Layout) -> Result<HttpResponse, ShopError> {
+    let notice = web::Query::<LoginQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|query| SignInReason::parse(query.reason.as_deref()?))
+        .map(SignInReason::message);
     let page = LoginPage {
         layout,
         email: String::new(),
         error: None,
+        notice,
     };
     render_with_status(&page, StatusCode::OK)
 }
@@ -124,6 +137,7 @@ pub async fn login(
             layout,
             email,
             error: Some(WRONG_CREDENTIALS.into()),
+            notice: None,
         };
         render_with_status(&page, StatusCode::UNAUTHORIZED)
     };
@@ -140,6 +154,7 @@ pub async fn login(
             layout,
             email: email.to_string(),
             error: Some(LOCKED_OUT.into()),
+            notice: None,
         };
         let mut response = render_with_status(&page, StatusCode::TOO_MANY_REQUESTS)?;
         response.headers_mut().insert(

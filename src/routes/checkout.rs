@@ -17,7 +17,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{CheckedForm, NoFields, require_user, see_other};
 use crate::db::orders::{CheckoutError, Placed};
 use crate::domain::{Cart, OrderId, UserId};
-use crate::error::ShopError;
+use crate::error::{ShopError, SignInReason};
 use crate::session::{
     Flash, FlashKind, ModifyError, PendingCheckout, ShopSession, cart_in, now, pending_checkout_in,
     put_cart_and_flash, put_pending_checkout,
@@ -37,7 +37,7 @@ pub async fn checkout(
     session: ShopSession,
     _: CheckedForm<NoFields>,
 ) -> Result<HttpResponse, ShopError> {
-    let user = require_user(&session, "Please log in to check out. Your cart is kept.")?;
+    let user = require_user(&session, SignInReason::Checkout)?;
     let key = state.session_key(&req).ok_or(ShopError::SessionEnded)?;
     // An old claim whose order was placed (its replica died before it could say so): land on it.
     if let Some(stale) = session.pending_checkout().filter(is_stale)

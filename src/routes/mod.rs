@@ -18,8 +18,8 @@ use actix_web::HttpResponse;
 use actix_web::http::{StatusCode, header};
 use askama::Template;
 
-use crate::error::ShopError;
-use crate::session::{FlashKind, ShopSession, SignedInUser};
+use crate::error::{ShopError, SignInReason};
+use crate::session::{ShopSession, SignedInUser};
 
 /// After a POST: 303, so a reload does not send the form again.
 pub fn see_other(location: &str) -> HttpResponse {
@@ -42,12 +42,7 @@ pub fn render_with_status(
 }
 
 /// The signed-in user; otherwise the login page is next, with a message saying why.
-pub fn require_user(session: &ShopSession, why: &str) -> Result<SignedInUser, ShopError> {
-    match session.user() {
-        Some(user) => Ok(user),
-        None => {
-            session.flash(FlashKind::Info, why)?;
-            Err(ShopError::LoginRequired)
-        }
-    }
+/// Writes nothing: the reason travels in the login page's address.
+pub fn require_user(session: &ShopSession, why: SignInReason) -> Result<SignedInUser, ShopError> {
+    session.user().ok_or(ShopError::LoginRequired(why))
 }

@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use super::{Layout, require_user};
 use crate::db::orders::{OrderLineRow, OrderRow};
 use crate::domain::OrderId;
-use crate::error::ShopError;
+use crate::error::{ShopError, SignInReason};
 use crate::session::ShopSession;
 use crate::state::AppState;
 
@@ -31,7 +31,7 @@ pub async fn list(
     session: ShopSession,
     layout: Layout,
 ) -> Result<OrdersPage, ShopError> {
-    let user = require_user(&session, "Please log in to see your orders.")?;
+    let user = require_user(&session, SignInReason::Orders)?;
     let orders = state.db.orders_of(user.id).await?;
     Ok(OrdersPage { layout, orders })
 }
@@ -42,7 +42,7 @@ pub async fn show(
     path: web::Path<String>,
     layout: Layout,
 ) -> Result<OrderPage, ShopError> {
-    let user = require_user(&session, "Please log in to see your orders.")?;
+    let user = require_user(&session, SignInReason::Orders)?;
     let id = OrderId::parse(&path).map_err(|_| ShopError::NotFound)?;
     let (order, lines) = state
         .db

@@ -144,7 +144,13 @@ async fn the_sessions_page_asks_a_guest_to_log_in() {
     let app = spawn_app().await;
     app.get("/account/sessions")
         .await
-        .assert_redirects_to("/login");
+        .assert_redirects_to("/login?reason=sessions");
     let page = app.post("/account/sessions/end-others", &[]).await;
-    page.assert_redirects_to("/login");
+    page.assert_redirects_to("/login?reason=sessions");
+    let login = app.get("/login?reason=sessions").await;
+    assert!(
+        login
+            .body
+            .contains("Please log in to see where you are signed in.")
+    );
 }

@@ -42,6 +42,64 @@ async fn a_thousand_cookieless_views_leave_the_store_as_it_was() {
 }
 
 #[tokio::test]
+async fn cookieless_views_of_pages_that_need_a_sign_in_store_nothing() {
+    let app = spawn_app().await;
+    let keys_before = stored_keys(&app).await;
+    let stats = app.store.as_ref().unwrap().stats();
+    let writes = stats.writes();
+    let crawler = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let pages = [
+        (
+            "/orders",
+            "/login?reason=orders",
+            "Please log in to see your orders.",
+        ),
+        (
+            "/orders/1",
+            "/login?reason=orders",
+            "Please log in to see your orders.",
+        ),
+        (
+            "/account/sessions",
+            "/login?reason=sessions",
+            "Please log in to see where you are signed in.",
+        ),
+    ];
+    for _ in 0..20 {
+        for (path, login, says) in pages {
+            let response = crawler.get(app.url(path)).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(response.headers()["location"], login, "{path}");
+            assert!(
+                response
+                    .headers()
+                    .get("set-cookie")
+                    .is_none_or(|cookie| !cookie.to_str().unwrap().starts_with("shop_session=")),
+                "{path} set a session cookie"
+            );
+            let page = crawler.get(app.url(login)).send().await.unwrap();
+            assert!(page.text().await.unwrap().contains(says), "{login}");
+        }
+    }
+    assert_eq!(stats.writes() - writes, 0, "not one store write");
+    assert_eq!(
+        stored_keys(&app).await,
+        keys_before,
+        "no session was stored"
+    );
+    // A reason the shop does not know is not printed.
+    let page = crawler
+        .get(app.url("/login?reason=%3Cscript%3E"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!page.text().await.unwrap().contains("<script>"));
+}
+
+#[tokio::test]
 async fn a_guest_registers_with_a_form_token_that_needed_no_stored_session() {
     let app = spawn_app().await;
     let keys_before = stored_keys(&app).await;

@@ -39,8 +39,8 @@ async fn a_guest_is_sent_to_log_in_and_keeps_the_cart() {
     app.add_to_cart(1, "1").await;
     app.post("/checkout", &[])
         .await
-        .assert_redirects_to("/login");
-    let login = app.get("/login").await;
+        .assert_redirects_to("/login?reason=checkout");
+    let login = app.get("/login?reason=checkout").await;
     assert!(login.body.contains("Please log in to check out"));
     assert_eq!(app.cart().await, vec![(1, 1)]);
     assert_eq!(app.stock_of(1).await, 40);
@@ -88,8 +88,12 @@ async fn a_checkout_that_runs_out_of_stock_changes_nothing() {
 #[tokio::test]
 async fn order_history_needs_a_login() {
     let app = spawn_app().await;
-    app.get("/orders").await.assert_redirects_to("/login");
-    app.get("/orders/1").await.assert_redirects_to("/login");
+    app.get("/orders")
+        .await
+        .assert_redirects_to("/login?reason=orders");
+    app.get("/orders/1")
+        .await
+        .assert_redirects_to("/login?reason=orders");
 }
 
 #[tokio::test]

@@ -338,5 +338,7 @@ async fn a_sign_in_ends_after_its_absolute_lifetime_however_active() {
     let next = app.get("/").await;
     assert!(!next.body.contains("signed out after"), "told once");
     assert_eq!(app.cart().await, vec![(1, 1)], "the cart is kept");
-    app.get("/orders").await.assert_redirects_to("/login");
+    app.get("/orders")
+        .await
+        .assert_redirects_to("/login?reason=orders");
 }
