@@ -12,7 +12,7 @@ use actix_web::error::InternalError;
 use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::middleware::{Condition, DefaultHeaders, Logger, Next, from_fn};
+use actix_web::middleware::{Condition, Logger, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use askama::Template;
@@ -31,6 +31,24 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 /// How long browsers and proxies may keep a static asset before asking again (with its
 /// `ETag`/`Last-Modified`, which answers 304 while it is unchanged).
 const STATIC_CACHE_CONTROL: &str = "public, max-age=86400";
+
+/// Lets browsers and shared caches keep a static asset, and only an asset: a 404 or 405 under
+/// `/static` (a file not yet on this replica during a rolling deploy) stays `no-store`, or a CDN
+/// would serve it for a day.
+async fn cache_static_assets(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut response = next.call(req).await?;
+    let status = response.status();
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static(STATIC_CACHE_CONTROL),
+        );
+    }
+    Ok(response)
+}
 
 /// How often expired sessions are swept from stores that do not expire them on their own.
 const REAP_EVERY: StdDuration = StdDuration::from_secs(60);
@@ -225,7 +243,7 @@ fn run(
             .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
             .service(
                 web::scope("/static")
-                    .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, STATIC_CACHE_CONTROL)))
+                    .wrap(from_fn(cache_static_assets))
                     .service(actix_files::Files::new("", &static_dir)),
             )
             .route("/healthz", web::get().to(health::healthz))

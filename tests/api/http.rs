@@ -71,6 +71,32 @@ async fn static_assets_are_cached_and_revalidated() {
         .await
         .unwrap();
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["cache-control"], "public, max-age=86400");
+}
+
+#[tokio::test]
+async fn errors_under_static_are_never_publicly_cached() {
+    let app = spawn_app().await;
+    let missing = app
+        .client
+        .get(app.url("/static/not-deployed-yet.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["cache-control"], "no-store");
+    let wrong_method = app
+        .client
+        .post(app.url("/static/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        wrong_method.status().is_client_error(),
+        "{}",
+        wrong_method.status()
+    );
+    assert_eq!(wrong_method.headers()["cache-control"], "no-store");
 }
 
 #[tokio::test]
