@@ -66,6 +66,15 @@ pub fn nonce_of(req: &HttpRequest, secure: bool) -> Nonce {
     nonce
 }
 
+/// Replaces the request's nonce with a new one that the response will set: at sign-in and
+/// sign-out, so the tokens of forms shown before stop working.
+pub fn renew_nonce(req: &HttpRequest) {
+    req.extensions_mut().insert(Nonce {
+        value: new_nonce(),
+        is_new: true,
+    });
+}
+
 /// HMAC-SHA256 of `value` for one `purpose` under the signing half of the session secret, in
 /// hex: what only the shop's replicas can compute, the same on each of them and across builds.
 pub fn keyed_hash(key: &Key, purpose: &str, value: &[u8]) -> String {

@@ -190,10 +190,18 @@ impl ShopSession {
     }
 
     /// Signs a user in under a fresh session key (so a key planted before login is useless),
-    /// keeping the guest cart, with a new CSRF token.
+    /// with a new CSRF token and a new guest nonce (so no form token from before the sign-in
+    /// works after it). A guest's cart comes along; another account's cart, checkout and
+    /// message stay behind with that account.
     pub fn log_in(&self, id: UserId, email: String) -> Result<(), ShopError> {
-        self.session.renew();
         let settings = self.settings().ok_or(ShopError::Csrf)?;
+        let previous = self.decoded_user(|user| user.as_ref().map(|user| user.id));
+        if previous.is_some_and(|previous| previous != id) {
+            self.forget_decoded();
+            self.session.clear();
+        }
+        self.session.renew();
+        csrf::renew_nonce(&self.req);
         self.insert(CSRF, csrf::token(&settings.cookie_key, &csrf::new_nonce()))?;
         let agent = self
             .req
@@ -215,10 +223,12 @@ impl ShopSession {
         )
     }
 
-    /// Ends the session everywhere: the store deletes the state and the cookie is removed.
+    /// Ends the session everywhere: the store deletes the state and the cookie is removed. The
+    /// guest nonce is renewed too, so a form token from before the sign-in does not work again.
     pub fn log_out(&self) {
         self.forget_decoded();
         self.session.purge();
+        csrf::renew_nonce(&self.req);
     }
 
     /// Whether this session was read from the store at the start of the request (rather than

@@ -237,3 +237,63 @@ async fn registering_a_taken_email_answers_before_any_hashing() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_form_token_from_before_a_sign_in_does_not_work_after_the_sign_out() {
+    let app = spawn_app().await;
+    let email = unique_email("nonce");
+    app.register(&email).await;
+    app.logout().await;
+    // A guest page's token, as a shared computer's next user might find it in the history.
+    let guest_token = app.csrf_token().await;
+    app.login(&email, PASSWORD).await.assert_redirects_to("/");
+    app.logout().await;
+    for (path, form) in [
+        ("/cart/items", vec![("product_id", "1"), ("quantity", "1")]),
+        (
+            "/login",
+            vec![("email", email.as_str()), ("password", PASSWORD)],
+        ),
+    ] {
+        let mut fields = form.clone();
+        fields.push(("csrf_token", guest_token.as_str()));
+        let page = app.post_raw(path, &fields).await;
+        assert_eq!(
+            page.status,
+            StatusCode::FORBIDDEN,
+            "{path} took the old token"
+        );
+    }
+    assert!(app.cart().await.is_empty(), "nothing was added");
+    assert_eq!(app.signed_in_as().await, None, "nobody was signed in");
+    // The token of the page shown now works.
+    app.add_to_cart(1, "1").await.assert_redirects_to("/cart");
+}
+
+#[tokio::test]
+async fn signing_in_as_another_account_leaves_the_first_accounts_cart_behind() {
+    let app = spawn_app().await;
+    let (first, second) = (unique_email("first"), unique_email("second"));
+    app.register(&second).await;
+    app.logout().await;
+    app.register(&first).await;
+    app.add_to_cart(1, "2").await;
+    // The second account signs in on the same browser without signing the first out.
+    app.login(&second, PASSWORD).await.assert_redirects_to("/");
+    assert_eq!(app.signed_in_as().await, Some(second.clone()));
+    assert!(
+        app.cart().await.is_empty(),
+        "the first account's cart stayed behind"
+    );
+    app.post("/checkout", &[])
+        .await
+        .assert_redirects_to("/cart");
+    assert!(app.order_ids().await.is_empty(), "nothing was ordered");
+    // A guest's cart still comes along at sign-in, and so does the same account's own.
+    app.logout().await;
+    app.add_to_cart(2, "1").await;
+    app.login(&second, PASSWORD).await.assert_redirects_to("/");
+    assert_eq!(app.cart().await, vec![(2, 1)]);
+    app.login(&second, PASSWORD).await.assert_redirects_to("/");
+    assert_eq!(app.cart().await, vec![(2, 1)]);
+}
