@@ -45,6 +45,9 @@ pub struct Config {
     /// `X-Forwarded-For` names the client, for login limits and logs. Default: none, so the
     /// client is the peer.
     pub trusted_proxies: Vec<IpNet>,
+    /// `IPV6_CLIENT_PREFIX`: the prefix length an IPv6 client is counted by in the login limits
+    /// (a host usually has a whole /64). 32 to 128. Default `64`.
+    pub ipv6_client_prefix: u8,
     /// `METRICS_PORT`: serve `/metrics` on its own listener on this port. Default: unset, no
     /// separate listener (and in production no `/metrics` at all).
     pub metrics_port: Option<u16>,
@@ -254,6 +257,17 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let ipv6_client_prefix = parse_number(
+            "IPV6_CLIENT_PREFIX",
+            get("IPV6_CLIENT_PREFIX"),
+            crate::client::DEFAULT_IPV6_PREFIX,
+        )?;
+        if !(32..=128).contains(&ipv6_client_prefix) {
+            return Err(invalid(
+                "IPV6_CLIENT_PREFIX",
+                "must be 32 to 128 (a prefix length)",
+            ));
+        }
         let metrics_port = match get("METRICS_PORT") {
             None => None,
             Some(raw) => Some(parse_number("METRICS_PORT", Some(raw), 0_u16)?),
@@ -280,6 +294,7 @@ impl Config {
             static_dir,
             instance_name,
             trusted_proxies,
+            ipv6_client_prefix,
             metrics_port,
             metrics_host,
             session_inspector,
@@ -473,6 +488,17 @@ mod tests {
         assert_eq!(config.trusted_proxies.len(), 3);
         let err = config_err(&[("TRUSTED_PROXIES", "10.0.0.0/8,nginx")]);
         assert_eq!(err.variable, "TRUSTED_PROXIES");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_a_prefix_of_32_to_128() {
+        assert_eq!(config(&[]).unwrap().ipv6_client_prefix, 64);
+        let narrower = config(&[("IPV6_CLIENT_PREFIX", "56")]).unwrap();
+        assert_eq!(narrower.ipv6_client_prefix, 56);
+        for bad in ["0", "129", "/64", "wide"] {
+            let err = config_err(&[("IPV6_CLIENT_PREFIX", bad)]);
+            assert_eq!(err.variable, "IPV6_CLIENT_PREFIX", "{bad}");
+        }
     }
 
     #[test]

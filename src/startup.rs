@@ -17,6 +17,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use askama::Template;
 
+use crate::client::Clients;
 use crate::config::{AppEnv, Config};
 use crate::db::Database;
 use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
@@ -109,7 +110,10 @@ impl Application {
                 cookie_secure: config.session.cookie_secure,
                 max_login_seconds: config.session.max_login_seconds,
             },
-            trusted_proxies: config.trusted_proxies.clone(),
+            clients: Clients {
+                trusted_proxies: config.trusted_proxies.clone(),
+                ipv6_prefix: config.ipv6_client_prefix,
+            },
             session_inspector: config.session_inspector,
             strict_transport_security: config.app_env == AppEnv::Production
                 && config.session.cookie_secure,

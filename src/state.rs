@@ -38,8 +38,8 @@ pub struct AppState {
     /// The cookie key, the Secure flag and the sign-in lifetime, which the session layer reads
     /// too (registered beside this as its own app data).
     pub sessions: SessionSettings,
-    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How clients are told apart: the trusted proxies and the IPv6 prefix.
+    pub clients: crate::client::Clients,
     /// Whether `/session` shows the store inspector (`SESSION_INSPECTOR`).
     pub session_inspector: bool,
     /// Whether responses carry `Strict-Transport-Security`: in production with Secure cookies,

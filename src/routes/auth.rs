@@ -14,7 +14,6 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
-use crate::client::client_address;
 use crate::db::users::CreateUserError;
 use crate::domain::{Email, Password, UserId};
 use crate::error::{ShopError, SignInReason};
@@ -209,8 +208,10 @@ struct LoginLimits {
 
 impl LoginLimits {
     fn of(req: &HttpRequest, state: &AppState, email: &Email) -> Self {
-        let client = client_address(req, &state.trusted_proxies)
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let client = state.clients.address(req).map_or_else(
+            || "unknown".to_owned(),
+            |ip| state.clients.bucket(ip).to_string(),
+        );
         let key = &state.sessions.cookie_key;
         let account = format!("{}\n{client}", email.as_str());
         Self {

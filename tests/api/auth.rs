@@ -297,3 +297,112 @@ async fn signing_in_as_another_account_leaves_the_first_accounts_cart_behind() {
     app.login(&second, PASSWORD).await.assert_redirects_to("/");
     assert_eq!(app.cart().await, vec![(2, 1)]);
 }
+
+/// A login attempt that arrives through the trusted proxy at 127.0.0.1 with this
+/// `X-Forwarded-For`.
+async fn login_via_proxy(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    email: &str,
+    password: &str,
+    forwarded_for: &str,
+) -> StatusCode {
+    app.client
+        .post(app.url("/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[
+            ("email", email),
+            ("password", password),
+            ("csrf_token", token),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn behind_a_proxy() -> crate::helpers::TestApp {
+    crate::helpers::spawn_app_with(|settings| {
+        settings.insert("TRUSTED_PROXIES".into(), "127.0.0.1".into());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_addresses_of_one_ipv6_network_share_one_budget_of_guesses() {
+    let app = behind_a_proxy().await;
+    let email = unique_email("ipv6");
+    app.register(&email).await;
+    app.logout().await;
+    let token = app.csrf_token().await;
+    let mut checked = 0;
+    for host in 1..=4 {
+        for guess in 0..5 {
+            let from = format!("2001:db8:7:1::{host}:{guess}");
+            match login_via_proxy(&app, &token, &email, "wrong password", &from).await {
+                StatusCode::UNAUTHORIZED => checked += 1,
+                StatusCode::TOO_MANY_REQUESTS => {}
+                other => panic!("a guess answered {other}"),
+            }
+        }
+    }
+    assert_eq!(
+        checked, 5,
+        "twenty guesses from one /64, of which {checked} were checked"
+    );
+    // Another network is another client: the owner signs in from there.
+    let status = login_via_proxy(&app, &token, &email, PASSWORD, "2001:db8:7:2::1").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn an_ipv4_address_written_as_ipv6_is_the_same_client() {
+    let app = behind_a_proxy().await;
+    let email = unique_email("mapped");
+    app.register(&email).await;
+    app.logout().await;
+    let token = app.csrf_token().await;
+    for _ in 0..5 {
+        let status = login_via_proxy(&app, &token, &email, "wrong", "198.51.100.7").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    for disguise in [
+        "::ffff:198.51.100.7",
+        "198.51.100.7:4711",
+        "[::ffff:198.51.100.7]:1",
+    ] {
+        let status = login_via_proxy(&app, &token, &email, "wrong", disguise).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{disguise}");
+    }
+}
+
+#[tokio::test]
+async fn junk_left_of_the_clients_address_neither_frees_an_attacker_nor_locks_others_out() {
+    let app = behind_a_proxy().await;
+    let email = unique_email("junk");
+    app.register(&email).await;
+    app.logout().await;
+    let token = app.csrf_token().await;
+    for _ in 0..5 {
+        let status = login_via_proxy(&app, &token, &email, "wrong", "203.0.113.5").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // The attacker is locked, and writing junk first does not free them.
+    for chain in [
+        "junk, 203.0.113.5",
+        "unknown, 203.0.113.5",
+        "[2001:db8::1], 203.0.113.5",
+    ] {
+        let status = login_via_proxy(&app, &token, &email, "wrong", chain).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{chain}");
+    }
+    // Twenty junk-prefixed failures from twenty other clients cost a shopper behind the same
+    // proxy nothing.
+    for other in 1..=20 {
+        let chain = format!("junk, 192.0.2.{other}");
+        let status = login_via_proxy(&app, &token, &unique_email("nobody"), "wrong", &chain).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{chain}");
+    }
+    let status = login_via_proxy(&app, &token, &email, PASSWORD, "unknown, 198.51.100.9").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
