@@ -7,7 +7,8 @@
 //! made); a logout only deletes the session, and entries whose session has gone (logout, idle
 //! expiry, ended elsewhere) are dropped the next time the list is read. Entries older than the
 //! absolute sign-in lifetime are dropped on every login, and the record itself expires with
-//! that lifetime, so it stays small without a reaper of its own.
+//! that lifetime, so it stays small without a reaper of its own. A user who signs in more than
+//! `MAX_ENTRIES` times at once has their oldest sessions ended, never left live and unlisted.
 //!
 //! What it costs: a login reads and compare-and-sets the record (two round trips more); the
 //! sessions page reads the record and each listed session (one round trip per session, plus a
@@ -19,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::{SignedInUser, State, Store, now, user_in};
 use crate::domain::UserId;
 
-/// Entries kept per user: the newest sign-ins win.
+/// Entries kept per user: the newest sign-ins win, and the session of an entry dropped to make
+/// room is ended.
 const MAX_ENTRIES: usize = 50;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,15 +88,22 @@ impl Store {
             key: key.to_owned(),
             signed_in_at: user.signed_in_at,
         };
-        self.update_record(&record_name(user.id), &self.index_ttl(), |raw| {
-            let mut list = entries(raw);
-            list.retain(|e| e.signed_in_at >= oldest && e.key != entry.key);
-            list.push(entry.clone());
-            let excess = list.len().saturating_sub(MAX_ENTRIES);
-            list.drain(..excess);
-            (encoded(&list), ())
-        })
-        .await
+        let evicted = self
+            .update_record(&record_name(user.id), &self.index_ttl(), |raw| {
+                let mut list = entries(raw);
+                list.retain(|e| e.signed_in_at >= oldest && e.key != entry.key);
+                list.push(entry.clone());
+                let excess = list.len().saturating_sub(MAX_ENTRIES);
+                let evicted: Vec<Entry> = list.drain(..excess).collect();
+                (encoded(&list), evicted)
+            })
+            .await?;
+        // A session the record no longer names could not be ended from the sessions page or by
+        // "log out everywhere else": it is ended now rather than left live and unlisted.
+        for dropped in evicted {
+            self.remove_key(&dropped.key).await?;
+        }
+        Ok(())
     }
 
     /// The user's live sessions, newest sign-in first, `current_key`'s marked. Entries whose

@@ -154,3 +154,33 @@ async fn the_sessions_page_asks_a_guest_to_log_in() {
             .contains("Please log in to see where you are signed in.")
     );
 }
+
+#[tokio::test]
+async fn log_out_everywhere_else_reaches_every_session_however_many_sign_ins() {
+    let app = spawn_app().await;
+    let email = unique_email("fifty-one");
+    let first = crate::helpers::spawn_client(&app);
+    first.register(&email).await;
+    let mut others = Vec::new();
+    for _ in 0..50 {
+        let browser = crate::helpers::spawn_client(&app);
+        browser
+            .login(&email, PASSWORD)
+            .await
+            .assert_redirects_to("/");
+        others.push(browser);
+    }
+    let last = others.pop().unwrap();
+    last.post("/account/sessions/end-others", &[])
+        .await
+        .assert_redirects_to("/account/sessions");
+    assert_eq!(
+        first.signed_in_as().await,
+        None,
+        "the first of 51 sessions survived log out everywhere else"
+    );
+    for browser in &others {
+        assert_eq!(browser.signed_in_as().await, None);
+    }
+    assert_eq!(last.signed_in_as().await, Some(email));
+}
