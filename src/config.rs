@@ -48,6 +48,11 @@ pub struct Config {
     /// `IPV6_CLIENT_PREFIX`: the prefix length an IPv6 client is counted by in the login limits
     /// (a host usually has a whole /64). 32 to 128. Default `64`.
     pub ipv6_client_prefix: u8,
+    /// `CHECKOUT_CLAIM_SECONDS`: how long a checkout that has not finished is waited for (its
+    /// claim joined by retries) before a retry voids it and orders the cart as it is then,
+    /// judged by the database's clock. At least the longest a checkout transaction can take.
+    /// Default `30`.
+    pub checkout_claim_seconds: i64,
     /// `METRICS_PORT`: serve `/metrics` on its own listener on this port. Default: unset, no
     /// separate listener (and in production no `/metrics` at all).
     pub metrics_port: Option<u16>,
@@ -268,6 +273,14 @@ impl Config {
                 "must be 32 to 128 (a prefix length)",
             ));
         }
+        let checkout_claim_seconds = parse_number(
+            "CHECKOUT_CLAIM_SECONDS",
+            get("CHECKOUT_CLAIM_SECONDS"),
+            30_i64,
+        )?;
+        if checkout_claim_seconds < 1 {
+            return Err(invalid("CHECKOUT_CLAIM_SECONDS", "must be at least 1"));
+        }
         let metrics_port = match get("METRICS_PORT") {
             None => None,
             Some(raw) => Some(parse_number("METRICS_PORT", Some(raw), 0_u16)?),
@@ -295,6 +308,7 @@ impl Config {
             instance_name,
             trusted_proxies,
             ipv6_client_prefix,
+            checkout_claim_seconds,
             metrics_port,
             metrics_host,
             session_inspector,

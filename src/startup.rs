@@ -110,6 +110,7 @@ impl Application {
                 cookie_secure: config.session.cookie_secure,
                 max_login_seconds: config.session.max_login_seconds,
             },
+            checkout_claim_seconds: config.checkout_claim_seconds,
             clients: Clients {
                 trusted_proxies: config.trusted_proxies.clone(),
                 ipv6_prefix: config.ipv6_client_prefix,

@@ -40,6 +40,9 @@ pub struct AppState {
     pub sessions: SessionSettings,
     /// How clients are told apart: the trusted proxies and the IPv6 prefix.
     pub clients: crate::client::Clients,
+    /// How long an unfinished checkout is joined before a retry voids it
+    /// (`CHECKOUT_CLAIM_SECONDS`).
+    pub checkout_claim_seconds: i64,
     /// Whether `/session` shows the store inspector (`SESSION_INSPECTOR`).
     pub session_inspector: bool,
     /// Whether responses carry `Strict-Transport-Security`: in production with Secure cookies,

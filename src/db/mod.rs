@@ -19,6 +19,7 @@ use crate::config::is_sqlite;
 pub struct Database {
     pool: AnyPool,
     catalog: products::CatalogCache,
+    sqlite: bool,
 }
 
 impl Database {
@@ -36,11 +37,24 @@ impl Database {
         Ok(Self {
             pool,
             catalog: Default::default(),
+            sqlite: is_sqlite(url),
         })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The database's own clock, in seconds since the epoch: one clock for every replica, where
+    /// their own may differ.
+    pub async fn clock(&self) -> Result<i64, sqlx::Error> {
+        let query = if self.sqlite {
+            "SELECT CAST(strftime('%s', 'now') AS INTEGER)"
+        } else {
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)"
+        };
+        let (now,): (i64,) = sqlx::query_as(query).fetch_one(&self.pool).await?;
+        Ok(now)
     }
 
     /// One round trip, for `/readyz`.

@@ -56,8 +56,23 @@ pub enum CheckoutError {
         "A product in your cart is no longer sold. Nothing was ordered; please remove it and try again."
     )]
     ProductGone,
+    /// The checkout's claim was taken over by a later request after it stalled, and voided:
+    /// this attempt orders nothing (the later one orders the cart).
+    #[error(
+        "That checkout took too long and was cancelled; nothing was ordered from it. Please check your orders and your cart."
+    )]
+    Voided,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+/// What a checkout token came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// An order was placed with it.
+    Placed(OrderId),
+    /// It was voided: nothing can be ordered with it.
+    Voided,
 }
 
 /// An order placed for a checkout token: by this call, or by an earlier one with the same token.
@@ -96,11 +111,12 @@ impl Database {
         .await?;
         let Some((order_id,)) = inserted else {
             tx.rollback().await?;
-            return match self.order_placed_with(user, token).await? {
-                Some(id) => Ok(Placed {
+            return match self.checkout_with(user, token).await? {
+                Some(TokenUse::Placed(id)) => Ok(Placed {
                     id,
                     just_now: false,
                 }),
+                Some(TokenUse::Voided) => Err(CheckoutError::Voided),
                 // The token belongs to another user's order: never theirs to see.
                 None => Err(CheckoutError::Database(sqlx::Error::RowNotFound)),
             };
@@ -156,24 +172,57 @@ impl Database {
         })
     }
 
-    /// The user's order placed under a checkout token, if any.
-    pub async fn order_placed_with(
+    /// What became of the user's checkout token: an order, a void, or nothing yet.
+    async fn checkout_with(
         &self,
         user: UserId,
         token: &str,
-    ) -> Result<Option<OrderId>, sqlx::Error> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT id FROM orders WHERE checkout_token = $1 AND user_id = $2")
-                .bind(token)
-                .bind(user.get())
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(row.map(|(id,)| OrderId::from_db(id)))
+    ) -> Result<Option<TokenUse>, sqlx::Error> {
+        // The flag as an integer: sqlx's Any driver reads SQLite's booleans as integers.
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT id, CAST(CASE WHEN voided THEN 1 ELSE 0 END AS BIGINT) FROM orders
+             WHERE checkout_token = $1 AND user_id = $2",
+        )
+        .bind(token)
+        .bind(user.get())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(id, voided)| {
+            if voided != 0 {
+                TokenUse::Voided
+            } else {
+                TokenUse::Placed(OrderId::from_db(id))
+            }
+        }))
+    }
+
+    /// Voids a checkout token whose claim stalled, under the same unique index that orders take:
+    /// after this, no transaction can place an order with it. If an order was placed with it
+    /// first (the stalled transaction did commit), that order is the answer instead. A
+    /// transaction still holding the token waits here until it commits or rolls back.
+    pub async fn void_checkout(&self, user: UserId, token: &str) -> Result<TokenUse, sqlx::Error> {
+        let inserted: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO orders (user_id, total_cents, item_count, created_at, checkout_token, voided)
+             VALUES ($1, 0, 0, $2, $3, TRUE)
+             ON CONFLICT (checkout_token) DO NOTHING RETURNING id",
+        )
+        .bind(user.get())
+        .bind(now())
+        .bind(token)
+        .fetch_optional(self.pool())
+        .await?;
+        if inserted.is_some() {
+            return Ok(TokenUse::Voided);
+        }
+        self.checkout_with(user, token)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
     }
 
     pub async fn orders_of(&self, user: UserId) -> Result<Vec<OrderRow>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT id, total_cents, item_count, created_at FROM orders WHERE user_id = $1 ORDER BY id DESC",
+            "SELECT id, total_cents, item_count, created_at FROM orders
+             WHERE user_id = $1 AND NOT voided ORDER BY id DESC",
         )
         .bind(user.get())
         .fetch_all(self.pool())
@@ -187,7 +236,8 @@ impl Database {
         id: OrderId,
     ) -> Result<Option<(OrderRow, Vec<OrderLineRow>)>, sqlx::Error> {
         let order: Option<OrderRow> = sqlx::query_as(
-            "SELECT id, total_cents, item_count, created_at FROM orders WHERE id = $1 AND user_id = $2",
+            "SELECT id, total_cents, item_count, created_at FROM orders
+             WHERE id = $1 AND user_id = $2 AND NOT voided",
         )
         .bind(id.get())
         .bind(user.get())

@@ -8,28 +8,26 @@
 //! only one transaction place it, and the others find that order. Only then do the ordered lines
 //! leave the cart, and the claim records the order, so a request that comes after (the cart is
 //! empty by then) lands on the same order. A replica killed anywhere in between leaves the
-//! claim behind; the shopper's retry places or finds that same order. A claim older than
-//! `STALE_CLAIM_SECONDS` whose order was never placed is dropped, and the cart as it is now is
-//! ordered instead; a new checkout of a refilled cart starts a new claim.
+//! claim behind; the shopper's retry places or finds that same order.
+//!
+//! A claim whose order has not been placed after `CHECKOUT_CLAIM_SECONDS` (by the database's
+//! clock, which every replica shares) is taken over: its token is first voided under the same
+//! unique index, so the stalled transaction, if it ever commits, can order nothing, or, if it
+//! committed first, its order is the answer. Only then is the cart as it is now ordered under a
+//! new claim. A refused order (stock, a product gone) voids its token the same way before the
+//! claim is dropped. No token is ever given up while a transaction might still order with it.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{CheckedForm, NoFields, require_user, see_other};
-use crate::db::orders::{CheckoutError, Placed};
+use crate::db::orders::{CheckoutError, Placed, TokenUse};
 use crate::domain::{Cart, OrderId, UserId};
 use crate::error::{ShopError, SignInReason};
 use crate::session::{
-    Flash, FlashKind, ModifyError, PendingCheckout, ShopSession, cart_in, now, pending_checkout_in,
+    Flash, FlashKind, ModifyError, PendingCheckout, ShopSession, cart_in, pending_checkout_in,
     put_cart_and_flash, put_pending_checkout,
 };
 use crate::state::AppState;
-
-/// How long a claimed checkout is joined by later requests before it counts as abandoned.
-const STALE_CLAIM_SECONDS: i64 = 30;
-
-fn is_stale(pending: &PendingCheckout) -> bool {
-    now() - pending.started_at > STALE_CLAIM_SECONDS
-}
 
 pub async fn checkout(
     req: HttpRequest,
@@ -39,16 +37,37 @@ pub async fn checkout(
 ) -> Result<HttpResponse, ShopError> {
     let user = require_user(&session, SignInReason::Checkout)?;
     let key = state.session_key(&req).ok_or(ShopError::SessionEnded)?;
-    // An old claim whose order was placed (its replica died before it could say so): land on it.
-    if let Some(stale) = session.pending_checkout().filter(is_stale)
-        && let Some(id) = state.db.order_placed_with(user.id, &stale.token).await?
-    {
-        return finish(&state, &key, &stale, id, false).await;
-    }
-    let claim = match claim(&state, &key, &session).await? {
-        Claim::Pending(claim) => claim,
-        Claim::AlreadyPlaced(id) => return Ok(see_other(&format!("/orders/{id}"))),
-        Claim::EmptyCart => return Ok(see_other("/cart")),
+    let now = state.db.clock().await?;
+    let mut voided = None;
+    let claim = loop {
+        let read_at_start = if voided.is_none() {
+            session.read_at_start()
+        } else {
+            None
+        };
+        let ages = Ages {
+            now,
+            limit: state.checkout_claim_seconds,
+            voided: voided.as_deref(),
+        };
+        match claim(&state, &key, read_at_start, &ages).await? {
+            Claim::Pending(claim) => break claim,
+            Claim::AlreadyPlaced(id) => return Ok(see_other(&format!("/orders/{id}"))),
+            Claim::EmptyCart => return Ok(see_other("/cart")),
+            Claim::Stalled(stalled) => match state.db.void_checkout(user.id, &stalled.token).await?
+            {
+                // Its transaction did commit: that is the order, and the cart loses its lines.
+                TokenUse::Placed(id) => return finish(&state, &key, &stalled, id, false).await,
+                TokenUse::Voided => {
+                    log::info!(
+                        "User {}'s checkout stalled past {} s; its token is voided and the cart is ordered anew.",
+                        user.id,
+                        state.checkout_claim_seconds
+                    );
+                    voided = Some(stalled.token);
+                }
+            },
+        }
     };
     match state
         .db
@@ -63,9 +82,30 @@ pub async fn checkout(
         }
         Err(CheckoutError::Database(err)) => Err(err.into()),
         Err(refused) => {
+            // A transaction that joined this claim may still be running: the token is voided
+            // before the claim is given up, or it could order after the shopper's next claim.
+            if let TokenUse::Placed(id) = state.db.void_checkout(user.id, &claim.token).await? {
+                return finish(&state, &key, &claim, id, false).await;
+            }
             release(&state, &key, &claim, user.id, &refused).await;
             Ok(see_other("/cart"))
         }
+    }
+}
+
+/// What a claim's age is judged by.
+struct Ages<'a> {
+    /// The database's clock at the start of this request.
+    now: i64,
+    /// `CHECKOUT_CLAIM_SECONDS`.
+    limit: i64,
+    /// A stalled claim's token this request has voided: its claim is dropped.
+    voided: Option<&'a str>,
+}
+
+impl Ages<'_> {
+    fn is_stalled(&self, pending: &PendingCheckout) -> bool {
+        pending.order.is_none() && self.now - pending.started_at > self.limit
     }
 }
 
@@ -75,17 +115,27 @@ enum Claim {
     /// The cart was just ordered by a request like this one.
     AlreadyPlaced(i64),
     EmptyCart,
+    /// A claim whose order was not placed in time: its token must be voided (or its order
+    /// found) before anything else is ordered.
+    Stalled(PendingCheckout),
 }
 
 /// Claims the cart for one checkout, or joins the claim already standing. (Messages go into the
 /// same compare-and-set as the change: a write through actix-session after it would be dropped
 /// as stale.)
-async fn claim(state: &AppState, key: &str, session: &ShopSession) -> Result<Claim, ShopError> {
+async fn claim(
+    state: &AppState,
+    key: &str,
+    read_at_start: Option<crate::session::ReadAtStart>,
+    ages: &Ages<'_>,
+) -> Result<Claim, ShopError> {
     let claimed = state
         .store
-        .modify(key, &state.session_ttl, session.read_at_start(), |stored| {
+        .modify(key, &state.session_ttl, read_at_start, |stored| {
             let cart = cart_in(stored);
-            match pending_checkout_in(stored).filter(|p| !is_stale(p)) {
+            match pending_checkout_in(stored) {
+                Some(pending) if ages.voided == Some(pending.token.as_str()) => {}
+                Some(pending) if ages.is_stalled(&pending) => return Ok(Claim::Stalled(pending)),
                 Some(pending) if pending.order.is_none() => return Ok(Claim::Pending(pending)),
                 Some(PendingCheckout {
                     order: Some(order), ..
@@ -105,7 +155,7 @@ async fn claim(state: &AppState, key: &str, session: &ShopSession) -> Result<Cla
                 put_cart_and_flash(stored, &cart, &flash).map_err(unexpected)?;
                 return Ok(Claim::EmptyCart);
             }
-            let pending = PendingCheckout::new(cart.lines());
+            let pending = PendingCheckout::new(cart.lines(), ages.now);
             put_pending_checkout(stored, Some(&pending)).map_err(unexpected)?;
             Ok(Claim::Pending(pending))
         })

@@ -361,7 +361,7 @@ pub fn cart_in(state: &super::State) -> Cart {
 pub struct PendingCheckout {
     pub token: String,
     pub lines: Vec<CartLine>,
-    /// Seconds since the epoch.
+    /// Seconds since the epoch, by the database's clock (the one clock every replica shares).
     pub started_at: i64,
     /// The order it placed, once placed: a request that asks again with the cart emptied by
     /// that order lands on it.
@@ -370,12 +370,12 @@ pub struct PendingCheckout {
 }
 
 impl PendingCheckout {
-    /// A new claim on `lines`, with a fresh token.
-    pub fn new(lines: &[CartLine]) -> Self {
+    /// A new claim on `lines`, with a fresh token, started at `now` by the database's clock.
+    pub fn new(lines: &[CartLine], now: i64) -> Self {
         Self {
             token: csrf::new_nonce(),
             lines: lines.to_vec(),
-            started_at: super::now(),
+            started_at: now,
             order: None,
         }
     }
