@@ -129,6 +129,9 @@ def check(overlay, backend):
         problem("behind TLS the shop runs in production with Secure cookies")
     if not config.get("TRUSTED_PROXIES"):
         problem("TRUSTED_PROXIES must name the ingress controller's network")
+    controller = by_kind.get("Service", {}).get("ingress-nginx-controller", {})
+    if controller.get("spec", {}).get("externalTrafficPolicy") != "Local":
+        problem("the ingress controller's Service must keep the client's address (externalTrafficPolicy: Local)")
 
     if overlay == "redis-cluster":
         nodes = by_kind.get("StatefulSet", {}).get("redis-cluster", {})
@@ -159,5 +162,5 @@ if problems:
     sys.exit("deploy/k8s: " + "; ".join(problems))
 print(
     f"deploy/k8s: {len(OVERLAYS)} overlays build and validate against Kubernetes "
-    f"{KUBERNETES_VERSION}; 3 replicas, no affinity, probes, secret out of band, compose's variables"
+    f"{KUBERNETES_VERSION}; 3 replicas, no affinity, probes, secret out of band, compose's variables, the client's address kept"
 )
