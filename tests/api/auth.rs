@@ -321,20 +321,23 @@ async fn login_via_proxy(
         .status()
 }
 
-async fn behind_a_proxy() -> crate::helpers::TestApp {
-    crate::helpers::spawn_app_with(|settings| {
+/// An instance behind a trusted proxy at 127.0.0.1, with an account signed out again, its email
+/// and a guest's form token.
+async fn account_behind_a_proxy(who: &str) -> (crate::helpers::TestApp, String, String) {
+    let app = crate::helpers::spawn_app_with(|settings| {
         settings.insert("TRUSTED_PROXIES".into(), "127.0.0.1".into());
     })
-    .await
+    .await;
+    let email = unique_email(who);
+    app.register(&email).await;
+    app.logout().await;
+    let token = app.csrf_token().await;
+    (app, email, token)
 }
 
 #[tokio::test]
 async fn the_addresses_of_one_ipv6_network_share_one_budget_of_guesses() {
-    let app = behind_a_proxy().await;
-    let email = unique_email("ipv6");
-    app.register(&email).await;
-    app.logout().await;
-    let token = app.csrf_token().await;
+    let (app, email, token) = account_behind_a_proxy("ipv6").await;
     let mut checked = 0;
     for host in 1..=4 {
         for guess in 0..5 {
@@ -357,11 +360,7 @@ async fn the_addresses_of_one_ipv6_network_share_one_budget_of_guesses() {
 
 #[tokio::test]
 async fn an_ipv4_address_written_as_ipv6_is_the_same_client() {
-    let app = behind_a_proxy().await;
-    let email = unique_email("mapped");
-    app.register(&email).await;
-    app.logout().await;
-    let token = app.csrf_token().await;
+    let (app, email, token) = account_behind_a_proxy("mapped").await;
     for _ in 0..5 {
         let status = login_via_proxy(&app, &token, &email, "wrong", "198.51.100.7").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -378,11 +377,7 @@ async fn an_ipv4_address_written_as_ipv6_is_the_same_client() {
 
 #[tokio::test]
 async fn junk_left_of_the_clients_address_neither_frees_an_attacker_nor_locks_others_out() {
-    let app = behind_a_proxy().await;
-    let email = unique_email("junk");
-    app.register(&email).await;
-    app.logout().await;
-    let token = app.csrf_token().await;
+    let (app, email, token) = account_behind_a_proxy("junk").await;
     for _ in 0..5 {
         let status = login_via_proxy(&app, &token, &email, "wrong", "203.0.113.5").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -123,6 +123,27 @@ async fn claim_left_behind(app: &TestApp) -> PendingCheckout {
         .expect("a live session")
 }
 
+/// What a replica that died after committing the claim's order, before it could empty the cart,
+/// leaves in the database.
+async fn place_order_under(
+    app: &TestApp,
+    email: &str,
+    claim: &PendingCheckout,
+) -> shop::db::orders::Placed {
+    let db = shop::db::Database::connect(&app.settings["DATABASE_URL"])
+        .await
+        .unwrap();
+    let email = shop::domain::Email::parse(email).unwrap();
+    let user = db.user_by_email(&email).await.unwrap().unwrap();
+    db.place_order(
+        shop::domain::UserId::from_db(user.id),
+        &claim.lines,
+        &claim.token,
+    )
+    .await
+    .unwrap()
+}
+
 async fn shopper_with_a_cart(app: &TestApp) -> String {
     let email = unique_email("crash");
     app.register(&email).await.assert_redirects_to("/");
@@ -156,19 +177,7 @@ async fn a_retry_after_a_replica_died_between_the_order_and_the_cart_lands_on_th
     let before = app.stock_of(1).await;
     let claim = claim_left_behind(&app).await;
     // The dead replica had committed the order under the claim's token.
-    let db = shop::db::Database::connect(&app.settings["DATABASE_URL"])
-        .await
-        .unwrap();
-    let email = shop::domain::Email::parse(&email).unwrap();
-    let user = db.user_by_email(&email).await.unwrap().unwrap();
-    let placed = db
-        .place_order(
-            shop::domain::UserId::from_db(user.id),
-            &claim.lines,
-            &claim.token,
-        )
-        .await
-        .unwrap();
+    let placed = place_order_under(&app, &email, &claim).await;
     assert!(placed.just_now);
     app.post("/checkout", &[])
         .await
@@ -257,19 +266,7 @@ async fn a_claim_left_behind_past_its_age_whose_order_was_placed_is_that_order()
     let email = shopper_with_a_cart(&app).await;
     let before = app.stock_of(1).await;
     let claim = claim_left_behind(&app).await;
-    let db = shop::db::Database::connect(&app.settings["DATABASE_URL"])
-        .await
-        .unwrap();
-    let email = shop::domain::Email::parse(&email).unwrap();
-    let user = db.user_by_email(&email).await.unwrap().unwrap();
-    let placed = db
-        .place_order(
-            shop::domain::UserId::from_db(user.id),
-            &claim.lines,
-            &claim.token,
-        )
-        .await
-        .unwrap();
+    let placed = place_order_under(&app, &email, &claim).await;
     // The claim is old by the time the shopper tries again, and the cart was refilled.
     tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
     app.add_to_cart(2, "1").await;
