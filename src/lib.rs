@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod healthcheck;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod metrics;
