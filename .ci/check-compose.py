@@ -1,6 +1,6 @@
-"""Checks docker-compose.yml on paper, since no Docker engine runs here: it parses, and it has
-the topology the proof test runs with local processes (nginx with round-robin.conf in front of
-three replicas that share one secret, and the three stores)."""
+"""Checks docker-compose.yml on paper, before .ci/compose.sh runs it for real: it parses, and it
+has the topology the proof test runs with local processes (nginx in front of three replicas of
+one service that share one secret, and the three stores)."""
 import sys
 
 import yaml
@@ -10,25 +10,36 @@ with open("docker-compose.yml") as f:
 
 services = compose["services"]
 problems = []
-for name in ["nginx", "shop1", "shop2", "shop3", "postgres", "redis", "memcached"]:
+for name in ["nginx", "shop", "postgres", "redis", "memcached"]:
     if name not in services:
         problems.append(f"service {name} is missing")
 nginx = services.get("nginx", {})
-if not any("round-robin.conf" in v for v in nginx.get("volumes", [])):
-    problems.append("nginx does not use deploy/nginx/round-robin.conf")
-replicas = [services.get(f"shop{i}", {}) for i in (1, 2, 3)]
-secrets = {r.get("environment", {}).get("SESSION_SECRET") for r in replicas}
-if len(secrets) != 1 or None in secrets:
+if not any("deploy/nginx/compose.conf" in v for v in nginx.get("volumes", [])):
+    problems.append("nginx does not use deploy/nginx/compose.conf")
+with open("deploy/nginx/compose.conf") as f:
+    nginx_conf = f.read()
+if "resolver 127.0.0.11" not in nginx_conf or "proxy_pass $shop;" not in nginx_conf:
+    problems.append("compose.conf must resolve the replicas through Docker's DNS at request time")
+if "ip_hash" in nginx_conf or "sticky" in nginx_conf.replace("# ", ""):
+    problems.append("compose.conf must have no affinity")
+shop = services.get("shop", {})
+if shop.get("deploy", {}).get("replicas") != 3:
+    problems.append("the shop service must run 3 replicas (deploy.replicas), scaled with --scale")
+if shop.get("build", {}).get("dockerfile") != "deploy/Dockerfile":
+    problems.append("the shop is not built from deploy/Dockerfile")
+if "redis,postgres,memcached" not in str(shop.get("build", {}).get("args", {}).get("FEATURES")):
+    problems.append("the image must hold every network store by default")
+if "condition" not in str(shop.get("depends_on", {})):
+    problems.append("the shop's depends_on has no conditions")
+if shop.get("read_only") is not True:
+    problems.append("the shop's root filesystem must be read-only")
+if shop.get("healthcheck", {}).get("test") != ["CMD", "shop", "healthcheck"]:
+    problems.append("the shop's health check must be the binary's own")
+env = shop.get("environment", {})
+if "INSTANCE_NAME" in env:
+    problems.append("replicas of one service cannot share an INSTANCE_NAME: leave the default")
+if not env.get("SESSION_SECRET"):
     problems.append("the replicas must share one SESSION_SECRET")
-names = {r.get("environment", {}).get("INSTANCE_NAME") for r in replicas}
-if len(names) != 3:
-    problems.append("each replica needs its own INSTANCE_NAME")
-for r in replicas:
-    if r.get("build", {}).get("dockerfile") != "deploy/Dockerfile":
-        problems.append("a replica is not built from deploy/Dockerfile")
-    if "condition" not in str(r.get("depends_on", {})):
-        problems.append("a replica's depends_on has no conditions")
-env = replicas[0].get("environment", {})
 nginx_address = (
     nginx.get("networks", {}).get("default", {}).get("ipv4_address")
     if isinstance(nginx.get("networks"), dict)
@@ -40,9 +51,14 @@ if not env.get("METRICS_PORT"):
     problems.append("the replicas need a METRICS_PORT listener for Prometheus")
 with open("deploy/prometheus.yml") as f:
     prometheus = yaml.safe_load(f)
-targets = [t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
-if sorted(targets) != [f"shop{i}:{env.get('METRICS_PORT')}" for i in (1, 2, 3)]:
-    problems.append("deploy/prometheus.yml must scrape each replica's metrics port")
+discovered = [
+    (name, c.get("port"))
+    for job in prometheus["scrape_configs"]
+    for c in job.get("dns_sd_configs", [])
+    for name in c.get("names", [])
+]
+if discovered != [("shop", int(env.get("METRICS_PORT", 0)))]:
+    problems.append("deploy/prometheus.yml must find the replicas' metrics port by the service's name")
 # The cluster profile: six nodes with cluster mode on, a join job making three masters with a
 # replica each, and the replicas reading REDIS_CLUSTER_NODES and REDIS_MIN_REPLICAS_ACK.
 nodes = {n: s for n, s in services.items() if n.startswith("redis-node-")}
@@ -70,9 +86,9 @@ if set(join.get("depends_on", {})) != set(nodes):
 for variable in ["REDIS_CLUSTER_NODES", "REDIS_MIN_REPLICAS_ACK"]:
     if variable not in env:
         problems.append(f"the replicas do not pass {variable}")
-join_dependency = replicas[0].get("depends_on", {}).get("redis-cluster-join", {})
+join_dependency = shop.get("depends_on", {}).get("redis-cluster-join", {})
 if join_dependency.get("condition") != "service_completed_successfully" or join_dependency.get("required") is not False:
     problems.append("the replicas must wait for the join job when the cluster profile is on, and only then")
 if problems:
     sys.exit("docker-compose.yml: " + "; ".join(problems))
-print("docker-compose.yml: parses, 3 replicas behind round-robin nginx, one shared secret, a 6-node Redis Cluster profile")
+print("docker-compose.yml: parses, one shop service of 3 replicas behind nginx finding them by DNS, one shared secret, a 6-node Redis Cluster profile")

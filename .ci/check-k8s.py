@@ -19,7 +19,7 @@ OVERLAYS = {
 
 with open("docker-compose.yml") as f:
     compose = yaml.safe_load(f)
-compose_env = set(compose["services"]["shop1"]["environment"])
+compose_env = set(compose["services"]["shop"]["environment"])
 
 problems = []
 
@@ -95,7 +95,9 @@ def check(overlay, backend):
         if "value" in e and "password" in name.lower():
             problem(f"{name} is inlined")
     missing = compose_env - names
-    extra = names - compose_env - {"POSTGRES_PASSWORD"}
+    # INSTANCE_NAME: each pod is named from its own name; compose's replicas of one service take
+    # the default, their container's host name.
+    extra = names - compose_env - {"POSTGRES_PASSWORD", "INSTANCE_NAME"}
     if missing:
         problem(f"variables the compose file sets are missing: {sorted(missing)}")
     if extra:
