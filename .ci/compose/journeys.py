@@ -1,0 +1,319 @@
+"""The shopper's journeys through a running `docker compose` stack, on its published port on
+127.0.0.1 only, as .ci/compose.sh starts it. Each journey asserts what the README promises and
+prints its figures; any failure exits non-zero with the reason.
+
+  journeys.py store STORE     sign up, fill a cart over the replicas, kill the replica that
+                              served the login, keep login and cart, check out
+  journeys.py scale           scale to 5 and back to 2 while a shopper browses: no request fails
+  journeys.py cluster         kill the Redis master holding the shopper's session: count the 503
+                              window, nothing acknowledged lost, start it again, writes work
+  journeys.py monitoring      Prometheus reports every replica's metrics target up
+
+Every request is bounded (a timeout each, a fixed number of them) and the script stops by itself.
+"""
+import http.cookiejar
+import json
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+BASE = "http://127.0.0.1:8080"
+PASSWORD = "compose-journey-1"
+CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
+CART_LINE = re.compile(
+    r'id="qty-(\d+)" name="quantity" type="number" min="0" max="99" value="(\d+)"'
+)
+USER = re.compile(r'<span class="user">([^<]+)</span>')
+
+
+def fail(text):
+    sys.exit(f"compose journey FAILED: {text}")
+
+
+def run(command):
+    """Runs one of the README's commands, word for word, and fails on a non-zero exit."""
+    print(f"$ {command}", flush=True)
+    done = subprocess.run(command, shell=True, capture_output=True, text=True)
+    if done.returncode != 0:
+        fail(f"`{command}` exited {done.returncode}: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    return done.stdout
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def served_by(self):
+        return self.headers.get("X-Served-By", "")
+
+
+class Shopper:
+    """A browser: its own cookies, no redirects followed, a 10 s timeout per request."""
+
+    def __init__(self):
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect
+        )
+        self.email = f"compose-{secrets.token_hex(6)}@example.com"
+        # The form token: a guest's until the sign-in, then the session's, which stays the same
+        # while the session lives (so a write can be tried while reads fail, in a failover).
+        self.token = None
+
+    def request(self, method, path, form=None):
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(BASE + path, data=data, method=method)
+        try:
+            with self.opener.open(request, timeout=10) as response:
+                return Reply(response.status, response.headers, response.read().decode())
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.headers, error.read().decode())
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, form):
+        if self.token is None:
+            found = CSRF.search(self.get("/login").body)
+            if not found:
+                fail(f"no form token on /login for {path}")
+            self.token = found.group(1)
+        return self.request("POST", path, {**form, "csrf_token": self.token})
+
+    def register(self):
+        reply = self.post("/register", {"email": self.email, "password": PASSWORD})
+        if reply.status != 303:
+            fail(f"registration answered {reply.status}")
+        self.token = None
+        return reply
+
+    def add(self, product, quantity=1):
+        return self.post("/cart/items", {"product_id": str(product), "quantity": str(quantity)})
+
+    def cart(self):
+        page = self.get("/cart")
+        if page.status != 200:
+            fail(f"the cart page answered {page.status}")
+        return {int(p): int(q) for p, q in CART_LINE.findall(page.body)}, page
+
+    def signed_in_as(self):
+        found = USER.search(self.get("/").body)
+        return found.group(1) if found else None
+
+
+def container_of(instance):
+    """The container a page's footer names: INSTANCE_NAME is its host name (the container's
+    short id) and the process id."""
+    return instance.rsplit("-", 1)[0]
+
+
+def shop_containers():
+    return run("docker compose ps -q shop").split()
+
+
+def journey_store(store):
+    shopper = Shopper()
+    login = shopper.register()
+    login_replica = login.served_by
+    seen = {login_replica}
+    for product in (1, 2, 3, 1, 2, 3):
+        reply = shopper.add(product)
+        if reply.status != 303:
+            fail(f"{store}: adding product {product} answered {reply.status}")
+        seen.add(reply.served_by)
+    cart, _ = shopper.cart()
+    if cart != {1: 2, 2: 2, 3: 2}:
+        fail(f"{store}: the cart holds {cart}, not two of each of three products")
+    if len(seen) < 2:
+        fail(f"{store}: one replica served every request ({seen}): is nginx round robin?")
+    victim = container_of(login_replica)
+    run(f"docker kill {victim}")
+    survivors = set()
+    for _ in range(6):
+        if shopper.signed_in_as() != shopper.email:
+            fail(f"{store}: the shopper was logged out when the replica that served the login died")
+        cart, page = shopper.cart()
+        if cart != {1: 2, 2: 2, 3: 2}:
+            fail(f"{store}: the cart lost items when a replica died: {cart}")
+        survivors.add(page.served_by)
+    if login_replica in survivors:
+        fail(f"{store}: the killed replica {login_replica} still served a page")
+    order = shopper.post("/checkout", {})
+    location = order.headers.get("Location", "")
+    if order.status != 303 or not location.startswith("/orders/"):
+        fail(f"{store}: checkout answered {order.status} {location}")
+    if shopper.cart()[0]:
+        fail(f"{store}: the cart is not empty after the order")
+    print(
+        f"compose {store}: replicas seen {len(seen | survivors)}; killed {victim} (served the login); "
+        f"kept the login and 6 items; checked out to {location}"
+    )
+
+
+def journey_scale():
+    shopper = Shopper()
+    shopper.register()
+    stop = threading.Event()
+    results = []
+
+    def browse():
+        product = 0
+        while not stop.is_set() and len(results) < 5000:
+            product = product % 8 + 1
+            for path in ("/", f"/products/{product}", "/cart"):
+                started = time.monotonic()
+                try:
+                    reply = shopper.get(path)
+                    results.append((reply.status, reply.served_by, time.monotonic() - started))
+                except OSError as error:
+                    results.append((str(error), "", time.monotonic() - started))
+            time.sleep(0.05)
+
+    browser = threading.Thread(target=browse)
+    browser.start()
+    try:
+        time.sleep(1)
+        run("docker compose up -d --scale shop=5 --wait")
+        five = len(shop_containers())
+        time.sleep(3)
+        during_five = len(results)
+        run("docker compose up -d --scale shop=2 --wait")
+        two = len(shop_containers())
+        time.sleep(3)
+    finally:
+        stop.set()
+        browser.join(timeout=30)
+    failed = [r for r in results if r[0] != 200]
+    replicas = {served for _, served, _ in results[:during_five] if served}
+    slowest = max(seconds for _, _, seconds in results)
+    if five != 5 or two != 2:
+        fail(f"scaling ran {five} and then {two} replicas, not 5 and 2")
+    if failed:
+        fail(f"{len(failed)} of {len(results)} page views failed while scaling: {failed[:5]}")
+    if len(replicas) < 5:
+        fail(f"only {len(replicas)} distinct replicas served the shopper at 5")
+    if shopper.signed_in_as() != shopper.email:
+        fail("the shopper was logged out by scaling")
+    print(
+        f"compose scale: {len(results)} page views while scaling 3 -> 5 -> 2, none failed; "
+        f"{len(replicas)} distinct replicas served one shopper; slowest {slowest * 1000:.0f} ms"
+    )
+
+
+def redis_cli(node, *args):
+    return run(f"docker compose exec -T {node} redis-cli " + " ".join(args)).strip()
+
+
+def wait_for_replicas():
+    """Waits (60 s at most) until each of the three masters has its replica online: until then
+    a write that waits for a replica is refused, as it should be."""
+    deadline = time.monotonic() + 60
+    while True:
+        online = 0
+        for node in range(1, 7):
+            info = redis_cli(f"redis-node-{node}", "info", "replication")
+            if "role:master" in info and re.search(r"slave0:.*state=online", info):
+                online += 1
+        if online == 3:
+            return time.monotonic() - (deadline - 60)
+        if time.monotonic() > deadline:
+            fail(f"cluster: {online} of 3 masters have a replica online after 60 s")
+        time.sleep(1)
+
+
+def journey_cluster():
+    synced = wait_for_replicas()
+    shopper = Shopper()
+    shopper.register()
+    if shopper.add(1).status != 303:
+        fail("cluster: the first add failed")
+    # The shopper's session is the only session key (64 hex digits after the prefix).
+    holder = None
+    for node in range(1, 7):
+        name = f"redis-node-{node}"
+        if "role:master" not in redis_cli(name, "info", "replication"):
+            continue
+        keys = redis_cli(name, "--scan", "--pattern", "'shop:session:*'").split()
+        if any(re.fullmatch(r"shop:session:[0-9a-f]{64}", key) for key in keys):
+            holder = name
+    if not holder:
+        fail("cluster: no master holds the shopper's session")
+    acknowledged, unknown, answers = 1, 0, []
+    started = time.monotonic()
+    run(f"docker compose kill {holder}")
+    first_503 = last_503 = None
+    restarted_at = None
+    for attempt in range(400):
+        now = time.monotonic() - started
+        if restarted_at is None and now > 8:
+            run(f"docker compose start {holder}")
+            restarted_at = time.monotonic() - started
+        reply = shopper.add(1)
+        answers.append(reply.status)
+        if reply.status == 303:
+            acknowledged += 1
+            if restarted_at is not None and answers[-5:] == [303] * 5:
+                break
+        elif reply.status == 503:
+            first_503 = first_503 if first_503 is not None else now
+            last_503 = now
+            if "could not learn whether it was saved" in reply.body:
+                unknown += 1
+        else:
+            fail(f"cluster: an add answered {reply.status}")
+        time.sleep(0.1)
+    else:
+        fail(f"cluster: writes did not work again after `docker compose start {holder}`")
+    quantity = shopper.cart()[0].get(1, 0)
+    if quantity < acknowledged:
+        fail(f"cluster: {acknowledged} adds were acknowledged but the cart holds {quantity}")
+    if quantity > acknowledged + unknown:
+        fail(f"cluster: the cart holds {quantity}, more than {acknowledged} acknowledged + {unknown} unknown")
+    if shopper.signed_in_as() != shopper.email:
+        fail("cluster: the shopper was logged out by the failover")
+    window = f"{last_503 - first_503 + 0.1:.1f} s" if first_503 is not None else "none"
+    print(
+        f"compose cluster: replicas in sync after {synced:.0f} s; killed {holder} (held the session); 503 window {window} "
+        f"({answers.count(503)} of {len(answers)} adds), restarted at {restarted_at:.1f} s; "
+        f"items kept {quantity} of {acknowledged} acknowledged ({unknown} unknown outcomes)"
+    )
+
+
+def journey_monitoring():
+    replicas = len(shop_containers())
+    deadline = time.monotonic() + 60
+    while True:
+        with urllib.request.urlopen("http://127.0.0.1:9090/api/v1/targets", timeout=10) as r:
+            targets = json.load(r)["data"]["activeTargets"]
+        shop = [t for t in targets if t["labels"].get("job") == "shop"]
+        up = [t for t in shop if t["health"] == "up"]
+        if len(shop) == replicas and len(up) == replicas:
+            break
+        if time.monotonic() > deadline:
+            fail(f"Prometheus sees {len(up)} of {len(shop)} shop targets up, {replicas} replicas run")
+        time.sleep(2)
+    print(f"compose monitoring: Prometheus reports all {replicas} replicas' metrics targets up")
+
+
+if __name__ == "__main__":
+    journey, *rest = sys.argv[1:] or ["?"]
+    {
+        "store": lambda: journey_store(*rest),
+        "scale": journey_scale,
+        "cluster": journey_cluster,
+        "monitoring": journey_monitoring,
+    }.get(journey, lambda: fail(f"no journey {journey}"))()
