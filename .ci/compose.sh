@@ -34,6 +34,7 @@ EOF
 
 echo "== Docker engine and Compose"
 if ! command -v dockerd >/dev/null; then
+  apt-get update -qq
   apt-get install -y -qq docker.io >/dev/null
 fi
 if ! docker compose version >/dev/null 2>&1; then

@@ -33,7 +33,7 @@ build() {
 
 if ! have debian:bookworm-slim; then
   echo "== stand-in debian:bookworm-slim (debootstrap --variant=minbase bookworm)"
-  command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
+  command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
   debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log"; exit 1; }
   rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/*
