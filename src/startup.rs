@@ -97,6 +97,7 @@ impl Application {
             .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
         spawn_reaper(store.clone());
+        let cookie_key = Key::from(config.session.secret.bytes());
         let state = web::Data::new(AppState {
             db,
             store: store.clone(),
@@ -106,7 +107,8 @@ impl Application {
             metrics: Metrics::new(&store)?,
             session_ttl: Duration::seconds(config.session.ttl_seconds),
             sessions: SessionSettings {
-                cookie_key: Key::from(config.session.secret.bytes()),
+                signer: csrf::Signer::new(&cookie_key),
+                cookie_key,
                 cookie_secure: config.session.cookie_secure,
                 max_login_seconds: config.session.max_login_seconds,
             },

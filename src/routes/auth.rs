@@ -17,7 +17,6 @@ use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
 use crate::db::users::CreateUserError;
 use crate::domain::{Email, Password, UserId};
 use crate::error::{ShopError, SignInReason};
-use crate::session::csrf::keyed_hash;
 use crate::session::{FlashKind, ShopSession};
 use crate::state::AppState;
 
@@ -212,16 +211,16 @@ impl LoginLimits {
             || "unknown".to_owned(),
             |ip| state.clients.bucket(ip).to_string(),
         );
-        let key = &state.sessions.cookie_key;
+        let signer = &state.sessions.signer;
         let account = format!("{}\n{client}", email.as_str());
         Self {
             per_account: format!(
                 "login-account-{}",
-                &keyed_hash(key, "login account", account.as_bytes())[..32]
+                &signer.hash("login account", account.as_bytes())[..32]
             ),
             per_client: format!(
                 "login-client-{}",
-                &keyed_hash(key, "login client", client.as_bytes())[..32]
+                &signer.hash("login client", client.as_bytes())[..32]
             ),
         }
     }

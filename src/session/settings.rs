@@ -77,6 +77,8 @@ impl fmt::Debug for SessionConfig {
 #[derive(Clone)]
 pub struct SessionSettings {
     pub cookie_key: Key,
+    /// Signs form tokens and names the login counters, with the key's HMAC blocks precomputed.
+    pub signer: super::csrf::Signer,
     /// `COOKIE_SECURE`.
     pub cookie_secure: bool,
     /// `SESSION_MAX_LOGIN_SECONDS`.

@@ -202,7 +202,7 @@ impl ShopSession {
         }
         self.session.renew();
         csrf::renew_nonce(&self.req);
-        self.insert(CSRF, csrf::token(&settings.cookie_key, &csrf::new_nonce()))?;
+        self.insert(CSRF, settings.signer.token(&csrf::new_nonce()))?;
         let agent = self
             .req
             .headers()
@@ -283,10 +283,7 @@ impl ShopSession {
     fn guest_token_and_age(&self) -> Option<(String, bool)> {
         let settings = self.settings()?;
         let nonce = csrf::nonce_of(&self.req, settings.cookie_secure);
-        Some((
-            csrf::token(&settings.cookie_key, &nonce.value),
-            nonce.is_new,
-        ))
+        Some((settings.signer.token(&nonce.value), nonce.is_new))
     }
 
     fn guest_token(&self) -> Option<String> {
