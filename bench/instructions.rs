@@ -33,6 +33,8 @@ pub struct Counted {
     pub name: String,
     pub read: u64,
     pub write: Option<u64>,
+    /// A cookie-less `GET /` and `GET /products/3`: a crawler's or a first visit's views.
+    pub anonymous: Option<(u64, u64)>,
 }
 
 /// The shop under callgrind, killed when dropped.
@@ -194,13 +196,35 @@ pub async fn count(
             }
         })
         .await?;
+    let visitor = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let mut anonymous = [0; 2];
+    for (count, path) in anonymous.iter_mut().zip(["/", "/products/3"]) {
+        *count = shop
+            .count(|_| {
+                let (visitor, url) = (&visitor, &url);
+                async move {
+                    let status = visitor.get(format!("{url}{path}")).send().await?.status();
+                    if status != 200 {
+                        bail!("a cookie-less GET {path} answered {status}");
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+    }
     shop.stop().await?;
-    println!("   read {read} instructions a request, write {write}");
+    let [catalog, product] = anonymous;
+    println!(
+        "   read {read} instructions a request, write {write}; cookie-less catalog {catalog}, product {product}"
+    );
     Ok((
         Counted {
             name: subject.name(),
             read,
             write: Some(write),
+            anonymous: Some((catalog, product)),
         },
         page,
     ))
@@ -260,6 +284,7 @@ pub async fn count_ceiling(program: &Path, page: &str) -> anyhow::Result<Counted
         name: "ceiling (bare actix-web, same page)".to_owned(),
         read,
         write: None,
+        anonymous: None,
     })
 }
 
@@ -320,6 +345,7 @@ pub async fn count_peer(
         ),
         read,
         write: Some(write),
+        anonymous: None,
     })
 }
 
@@ -333,11 +359,22 @@ pub fn markdown(counted: &[Counted]) -> String {
          shop's code does to its cost, the same within 1% from run to run on any machine. The \
          ceiling is the wrk runs' bare actix-web server serving the same page: what a request \
          costs with nothing around it.\n\n\
-         | store | read: GET /cart | write: POST /cart/items/{{id}} |\n| --- | ---: | ---: |\n"
+         The anonymous columns are a visitor with no cookie (a crawler, a first visit).\n\n\
+         | store | read: GET /cart | write: POST /cart/items/{{id}} | anonymous: GET / | anonymous: GET /products/3 |\n\
+         | --- | ---: | ---: | ---: | ---: |\n"
     );
     for row in counted {
         let write = row.write.map_or("".to_owned(), |write| write.to_string());
-        let _ = writeln!(out, "| {} | {} | {write} |", row.name, row.read);
+        let (catalog, product) = row
+            .anonymous
+            .map_or((String::new(), String::new()), |(c, p)| {
+                (c.to_string(), p.to_string())
+            });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {write} | {catalog} | {product} |",
+            row.name, row.read
+        );
     }
     out
 }

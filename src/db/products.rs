@@ -32,10 +32,11 @@ impl Product {
     }
 }
 
-/// How long the cart page may show a product's name and price without asking the database.
-/// Names and prices change only with a migration. Stock changes all the time: a cart change checks
-/// it against this cache (at most this old), and checkout, which takes it, re-checks it inside
-/// its transaction; the product page reads it fresh.
+/// How long the cart page, and the catalog and product pages of a visitor with no session, may
+/// show a product without asking the database. Names and prices change only with a migration.
+/// Stock changes all the time: a cart change checks it against this cache (at most this old),
+/// and checkout, which takes it, re-checks it inside its transaction; a shopper with a session
+/// reads it fresh on the product page.
 const CATALOG_TTL: Duration = Duration::from_secs(1);
 
 /// The whole catalog, kept for [`CATALOG_TTL`]: the cart page is the busiest read, and without

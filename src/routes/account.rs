@@ -4,7 +4,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use askama_web::WebTemplate;
 
 use super::{CheckedForm, Layout, NoFields, require_user, see_other};
 use crate::domain::utc_minute;
@@ -44,12 +43,14 @@ fn ago(seconds: i64) -> String {
     }
 }
 
-#[derive(Template, WebTemplate)]
+#[derive(Template)]
 #[template(path = "sessions.html")]
 pub struct SessionsPage {
     layout: Layout,
     sessions: Vec<SessionRow>,
 }
+
+super::page!(SessionsPage);
 
 pub async fn sessions(
     req: HttpRequest,

@@ -3,7 +3,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::{CheckedForm, Layout, NoFields, see_other};
@@ -19,13 +18,15 @@ pub struct CartRow {
     pub line_total: Money,
 }
 
-#[derive(Template, WebTemplate)]
+#[derive(Template)]
 #[template(path = "cart.html")]
 pub struct CartPage {
     layout: Layout,
     rows: Vec<CartRow>,
     total: Money,
 }
+
+super::page!(CartPage);
 
 #[derive(Deserialize)]
 pub struct AddForm {

@@ -1,23 +1,32 @@
 //! The catalog and product pages.
+//!
+//! Most of a real shop's views are these two pages seen by a visitor with no session (a
+//! crawler, a first visit), so those come from the catalog cache: no database query in steady
+//! state, stock as much as a second old (checkout re-checks it in its transaction). A shopper
+//! with a session (a cart, a sign-in) sees stock as it is now.
+
+use std::sync::Arc;
 
 use actix_web::web;
 use askama::Template;
-use askama_web::WebTemplate;
 
 use super::Layout;
 use crate::db::products::Product;
 use crate::domain::{MAX_PER_LINE, ProductId};
 use crate::error::ShopError;
+use crate::session::ShopSession;
 use crate::state::AppState;
 
-#[derive(Template, WebTemplate)]
+#[derive(Template)]
 #[template(path = "catalog.html")]
 pub struct CatalogPage {
     layout: Layout,
-    products: Vec<Product>,
+    products: Arc<Vec<Product>>,
 }
 
-#[derive(Template, WebTemplate)]
+super::page!(CatalogPage);
+
+#[derive(Template)]
 #[template(path = "product.html")]
 pub struct ProductPage {
     layout: Layout,
@@ -26,8 +35,18 @@ pub struct ProductPage {
     max_quantity: u32,
 }
 
-pub async fn index(state: web::Data<AppState>, layout: Layout) -> Result<CatalogPage, ShopError> {
-    let products = state.db.all_products().await?;
+super::page!(ProductPage);
+
+pub async fn index(
+    state: web::Data<AppState>,
+    layout: Layout,
+    session: ShopSession,
+) -> Result<CatalogPage, ShopError> {
+    let products = if session.was_stored() {
+        Arc::new(state.db.all_products().await?)
+    } else {
+        state.db.catalog_for_display().await?
+    };
     Ok(CatalogPage { layout, products })
 }
 
@@ -35,10 +54,15 @@ pub async fn product(
     state: web::Data<AppState>,
     path: web::Path<String>,
     layout: Layout,
-    session: crate::session::ShopSession,
+    session: ShopSession,
 ) -> Result<ProductPage, ShopError> {
     let id = ProductId::parse(&path).map_err(|_| ShopError::NotFound)?;
-    let product = state.db.product(id).await?.ok_or(ShopError::NotFound)?;
+    let product = if session.was_stored() {
+        state.db.product(id).await?
+    } else {
+        state.db.cached_product(id).await?
+    };
+    let product = product.ok_or(ShopError::NotFound)?;
     let in_cart = session.cart().quantity_of(id).map_or(0, |q| q.get());
     Ok(ProductPage {
         layout,

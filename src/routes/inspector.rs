@@ -4,13 +4,12 @@
 
 use actix_web::{HttpRequest, web};
 use askama::Template;
-use askama_web::WebTemplate;
 
 use super::Layout;
 use crate::error::ShopError;
 use crate::state::AppState;
 
-#[derive(Template, WebTemplate)]
+#[derive(Template)]
 #[template(path = "session.html")]
 pub struct SessionPage {
     layout: Layout,
@@ -19,6 +18,8 @@ pub struct SessionPage {
     ttl_seconds: i64,
     cookie_bytes: usize,
 }
+
+super::page!(SessionPage);
 
 pub async fn show(
     req: HttpRequest,

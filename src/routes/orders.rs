@@ -2,7 +2,6 @@
 
 use actix_web::web;
 use askama::Template;
-use askama_web::WebTemplate;
 
 use super::{Layout, require_user};
 use crate::db::orders::{OrderLineRow, OrderRow};
@@ -11,20 +10,24 @@ use crate::error::{ShopError, SignInReason};
 use crate::session::ShopSession;
 use crate::state::AppState;
 
-#[derive(Template, WebTemplate)]
+#[derive(Template)]
 #[template(path = "orders.html")]
 pub struct OrdersPage {
     layout: Layout,
     orders: Vec<OrderRow>,
 }
 
-#[derive(Template, WebTemplate)]
+super::page!(OrdersPage);
+
+#[derive(Template)]
 #[template(path = "order.html")]
 pub struct OrderPage {
     layout: Layout,
     order: OrderRow,
     lines: Vec<OrderLineRow>,
 }
+
+super::page!(OrderPage);
 
 pub async fn list(
     state: web::Data<AppState>,
