@@ -220,6 +220,7 @@ fn run(
 ) -> anyhow::Result<Server> {
     let key = state.sessions.cookie_key.clone();
     let session_settings = web::Data::new(state.sessions.clone());
+    let anonymous_catalog = web::Data::new(catalog::AnonymousCatalog::default());
     let ttl = state.session_ttl;
     let cookie_secure = config.session.cookie_secure;
     let static_dir = config.static_dir.clone();
@@ -247,6 +248,7 @@ fn run(
             .wrap(from_fn(finish_response))
             .app_data(state.clone())
             .app_data(session_settings.clone())
+            .app_data(anonymous_catalog.clone())
             .app_data(web::PayloadConfig::new(MAX_FORM_BYTES))
             .service(
                 web::scope("/static")

@@ -54,13 +54,19 @@ pub struct FormToken(String);
 impl FormToken {
     /// A token that is not hex (a foreign value in a stored session) is printed as none: the
     /// forms then fail their CSRF check with the usual message, and nothing unescaped is printed.
-    fn new(token: String) -> Self {
+    pub(super) fn new(token: String) -> Self {
         if token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             Self(token)
         } else {
             log::warn!("The session's form token is not hex; the page prints none.");
             Self::default()
         }
+    }
+}
+
+impl FormToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

@@ -31,7 +31,7 @@ pub fn see_other(location: &str) -> HttpResponse {
 /// Room for a whole page in one allocation. askama's own estimate is a template's literal text,
 /// so a catalog page grew its buffer from 2 KiB to 16, copying it each time (an eighth of a
 /// cookie-less view's instructions); a page larger than this still grows as it must.
-const PAGE_CAPACITY: usize = 16 * 1024;
+pub(crate) const PAGE_CAPACITY: usize = 16 * 1024;
 
 /// Renders a page with a status other than 200 (a form shown again with its error).
 pub fn render_with_status<T: Template>(

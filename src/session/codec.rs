@@ -56,7 +56,7 @@ fn not_ours(key: &SessionKey, err: anyhow::Error) -> LoadError {
 pub fn new_key() -> SessionKey {
     let mut bytes = [0_u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    super::csrf::hex32(&bytes)
         .try_into()
         .expect("64 characters is a valid session key")
 }

@@ -39,7 +39,15 @@ pub struct Nonce {
 pub fn new_nonce() -> String {
     let mut bytes = [0_u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    hex32(&bytes)
+}
+
+/// 32 bytes as 64 lower-case hex digits, written into place: `hex::encode` builds its string a
+/// `char` at a time, a tenth of the cost of a cookie-less view's two (nonce and token).
+pub fn hex32(bytes: &[u8; 32]) -> String {
+    let mut digits = [0_u8; 64];
+    hex::encode_to_slice(bytes, &mut digits).expect("64 digits for 32 bytes");
+    String::from_utf8(digits.to_vec()).expect("hex digits are ASCII")
 }
 
 fn is_nonce(value: &str) -> bool {
@@ -93,7 +101,7 @@ impl Signer {
         mac.update(purpose.as_bytes());
         mac.update(b":");
         mac.update(value);
-        hex::encode(mac.finalize().into_bytes())
+        hex32(&mac.finalize().into_bytes().into())
     }
 
     /// The form token for a nonce.
@@ -173,6 +181,12 @@ mod tests {
         mac.update(b"shop csrf v1:abc");
         let expected = hex::encode(mac.finalize().into_bytes());
         assert_eq!(Signer::new(&key).token("abc"), expected);
+    }
+
+    #[test]
+    fn hex32_writes_what_hex_encode_writes() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37 + 5) as u8);
+        assert_eq!(hex32(&bytes), hex::encode(bytes));
     }
 
     #[test]

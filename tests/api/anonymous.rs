@@ -210,3 +210,61 @@ async fn a_browser_marking_the_request_cross_site_is_refused_even_with_the_token
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(app.cart().await.is_empty());
 }
+
+#[tokio::test]
+async fn every_cookieless_visitor_gets_a_catalog_page_with_their_own_working_token() {
+    let app = spawn_app().await;
+    let (first, second) = (
+        crate::helpers::spawn_client(&app),
+        crate::helpers::spawn_client(&app),
+    );
+    // Both pages come from the same rendered catalog; each carries its visitor's token.
+    let first_page = first.get("/").await;
+    let second_page = second.get("/").await;
+    let (first_token, second_token) = (
+        first_page.csrf_token().unwrap(),
+        second_page.csrf_token().unwrap(),
+    );
+    assert_ne!(first_token, second_token);
+    for page in [&first_page, &second_page] {
+        let token = page.csrf_token().unwrap();
+        assert_eq!(
+            page.body.matches(&token).count(),
+            page.body.matches("name=\"csrf_token\"").count(),
+            "every form carries the visitor's token"
+        );
+        assert!(page.body.contains("Add to cart"));
+    }
+    // Each token works for its own visitor only.
+    let swapped = second
+        .post_raw(
+            "/cart/items",
+            &[
+                ("product_id", "1"),
+                ("quantity", "1"),
+                ("csrf_token", &first_token),
+            ],
+        )
+        .await;
+    assert_eq!(swapped.status, StatusCode::FORBIDDEN);
+    first
+        .post_raw(
+            "/cart/items",
+            &[
+                ("product_id", "1"),
+                ("quantity", "1"),
+                ("csrf_token", &first_token),
+            ],
+        )
+        .await
+        .assert_redirects_to("/cart");
+    assert_eq!(first.cart().await, vec![(1, 1)]);
+    // With a session, the catalog is rendered for the shopper: the cart count shows.
+    assert!(
+        first
+            .get("/")
+            .await
+            .body
+            .contains("Cart (<span class=\"cart-count\">1</span>)")
+    );
+}
