@@ -1,7 +1,7 @@
 //! What can go wrong in a request, and what the shopper is told about it.
 //!
-//! Handlers return `ShopError`; its `ResponseError` gives the status, and the `error_pages`
-//! middleware in `startup` renders the friendly page (with the instance badge) and logs the cause
+//! Handlers return `ShopError`; its `ResponseError` gives the status, and the `finish_response`
+//! middleware (`middleware::errors`) renders the friendly page (with the instance badge) and logs the cause
 //! chain of a server error once. Internal text never reaches the client.
 
 use actix_web::http::StatusCode;
@@ -162,7 +162,7 @@ impl ResponseError for ShopError {
         }
     }
 
-    /// An empty response; `error_pages` renders the body where the badge is known.
+    /// An empty response; `middleware::finish_response` renders the body where the badge is known.
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         match self {

@@ -12,6 +12,7 @@ pub mod healthcheck;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod metrics;
+pub mod middleware;
 pub mod routes;
 pub mod session;
 pub mod startup;

@@ -10,9 +10,11 @@ pub mod health;
 pub mod inspector;
 mod layout;
 pub mod orders;
+mod table;
 
 pub use form::{CheckedForm, NoFields};
 pub use layout::Layout;
+pub use table::{allowed_methods, not_found, pages, probes, public_metrics};
 
 use actix_web::HttpResponse;
 use actix_web::http::{StatusCode, header};

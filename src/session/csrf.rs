@@ -8,10 +8,7 @@
 //! (see `ShopSession::csrf_token`); a login starts a new one. Tokens are compared in constant
 //! time, and a browser's `Sec-Fetch-Site: cross-site` is refused on its own.
 
-use actix_web::body::MessageBody;
-use actix_web::cookie::{Cookie, Key, SameSite};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
+use actix_web::cookie::Key;
 use actix_web::{HttpMessage, HttpRequest};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -123,34 +120,6 @@ pub fn is_cross_site(req: &HttpRequest) -> bool {
     req.headers()
         .get("sec-fetch-site")
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"cross-site"))
-}
-
-/// Sets the nonce cookie on the response when this request made a new nonce (a page that showed
-/// a form to a visitor without one).
-pub async fn issue_cookie(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let secure = req
-        .app_data::<actix_web::web::Data<super::SessionSettings>>()
-        .is_some_and(|state| state.cookie_secure);
-    let mut response = next.call(req).await?;
-    let new = response
-        .request()
-        .extensions()
-        .get::<Nonce>()
-        .filter(|nonce| nonce.is_new)
-        .map(|nonce| nonce.value.clone());
-    if let Some(value) = new {
-        let cookie = Cookie::build(cookie_name(secure), value)
-            .path("/")
-            .http_only(true)
-            .secure(secure)
-            .same_site(SameSite::Lax)
-            .finish();
-        response.response_mut().add_cookie(&cookie)?;
-    }
-    Ok(response)
 }
 
 #[cfg(test)]

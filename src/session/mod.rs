@@ -41,7 +41,7 @@ pub use redis::RedisStore;
 pub use settings::{Secret, SessionConfig, SessionSettings, redact_url};
 pub use shopper::{
     DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, PendingCheckout, ShopSession, SignedInUser,
-    cart_in, end_expired_sign_in, pending_checkout_in, put_cart_and_flash, put_pending_checkout,
+    cart_in, end_if_past_lifetime, pending_checkout_in, put_cart_and_flash, put_pending_checkout,
     user_in,
 };
 pub use sql::SqlStore;

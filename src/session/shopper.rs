@@ -9,9 +9,6 @@
 use std::future::{Ready, ready};
 
 use actix_session::{Session, SessionExt, SessionStatus};
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use subtle::ConstantTimeEq;
@@ -432,20 +429,10 @@ fn plural(n: i64, unit: &str) -> String {
     }
 }
 
-/// Ends a sign-in that is past the absolute lifetime before any handler sees it: the session is
-/// renewed, so actix-session deletes the old key from the store and the request goes on as a
-/// guest's under a new one, keeping the cart and saying once why the shopper was signed out.
-pub async fn end_expired_sign_in(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // The typed session holds a clone of the request, which routing needs unshared: it is
-    // dropped before the request goes on.
-    end_if_past_lifetime(&ShopSession::of(req.request()))?;
-    next.call(req).await
-}
-
-fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
+/// Ends a sign-in that is past the absolute lifetime: the session is renewed, so actix-session
+/// deletes the old key from the store and the request goes on as a guest's under a new one,
+/// keeping the cart and saying once why the shopper was signed out.
+pub fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
     if let Some(id) = session.expired_sign_in()
         && session.session.status() == SessionStatus::Unchanged
     {

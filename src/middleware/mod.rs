@@ -1,0 +1,20 @@
+//! Every middleware of the shop, outermost first as `startup` wraps them:
+//!
+//! - `errors::finish_response`: error pages, the 503 of a failed store, headers, metrics;
+//! - `headers::cache_static_assets`: a public cache life for static assets that were served;
+//! - (actix-session's `SessionMiddleware`, configured in `startup`);
+//! - `session_cookie::refresh_session_cookie`: the cookie's fresh `Max-Age`;
+//! - `csrf::issue_cookie`: the guest nonce cookie;
+//! - `lifetime::end_expired_sign_in`: a sign-in past its absolute lifetime ends.
+
+pub mod csrf;
+pub mod errors;
+pub mod headers;
+pub mod lifetime;
+pub mod session_cookie;
+
+pub use csrf::issue_cookie;
+pub use errors::finish_response;
+pub use headers::cache_static_assets;
+pub use lifetime::end_expired_sign_in;
+pub use session_cookie::refresh_session_cookie;
