@@ -87,217 +87,27 @@ impl Config {
     }
 
     /// Reads settings through `lookup`, so tests can configure an instance without touching the
-    /// process environment. Empty values count as unset.
+    /// process environment. Empty values count as unset. Each section of the settings is read by
+    /// a function of its own below, with `Env`'s helpers, which parse and word every error alike.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-
-        let app_env = match get("APP_ENV").as_deref() {
-            None | Some("development") => AppEnv::Development,
-            Some("production") => AppEnv::Production,
-            Some(other) => {
-                return Err(invalid(
-                    "APP_ENV",
-                    format!("'{other}' is neither 'development' nor 'production'"),
-                ));
-            }
-        };
-        let host = get("HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
-        let port = parse_number("PORT", get("PORT"), 8080_u16)?;
-        let workers = match get("WORKERS") {
+        let env = Env(lookup);
+        let app_env = app_env(&env)?;
+        let Listener {
+            host,
+            port,
+            workers,
+            static_dir,
+            instance_name,
+        } = listener(&env)?;
+        let database_url = database_url(&env)?;
+        let session = session(&env, app_env, &host, &database_url)?;
+        let (trusted_proxies, ipv6_client_prefix) = clients(&env)?;
+        let checkout_claim_seconds =
+            env.number_in("CHECKOUT_CLAIM_SECONDS", 30_i64, 1..=i64::MAX)?;
+        let metrics_port = match env.text("METRICS_PORT") {
             None => None,
-            Some(raw) => match parse_number("WORKERS", Some(raw), 1_usize)? {
-                0 => return Err(invalid("WORKERS", "must be at least 1")),
-                n => Some(n),
-            },
+            Some(_) => Some(env.number("METRICS_PORT", 0_u16)?),
         };
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/shop.db".into());
-        if !is_sqlite(&database_url) && !is_postgres(&database_url) {
-            return Err(invalid(
-                "DATABASE_URL",
-                "must start with sqlite:// or postgres://",
-            ));
-        }
-        let static_dir = get("STATIC_DIR").unwrap_or_else(|| "static".into());
-        let instance_name = get("INSTANCE_NAME").unwrap_or_else(default_instance_name);
-
-        let backend = match get("SESSION_BACKEND") {
-            Some(name) => Backend::parse(&name).map_err(|e| invalid("SESSION_BACKEND", e))?,
-            None => Backend::default_compiled().map_err(|e| invalid("SESSION_BACKEND", e))?,
-        };
-        let secret = match get("SESSION_SECRET") {
-            Some(secret) if secret.len() >= MIN_SECRET_BYTES => Secret::new(secret.into_bytes()),
-            Some(secret) => {
-                return Err(invalid(
-                    "SESSION_SECRET",
-                    format!(
-                        "is {} bytes long; it must be at least {MIN_SECRET_BYTES}",
-                        secret.len()
-                    ),
-                ));
-            }
-            None if app_env == AppEnv::Production => {
-                return Err(invalid(
-                    "SESSION_SECRET",
-                    "is required when APP_ENV=production (at least 64 bytes, the same on every instance)",
-                ));
-            }
-            // The public development key is fit only for a shop nobody else can reach.
-            None if !is_loopback(&host) => {
-                return Err(invalid(
-                    "SESSION_SECRET",
-                    format!(
-                        "is required when listening on {host}, which is not loopback: the \
-                         development key is public, so anyone could forge sessions (set 64+ bytes, \
-                         the same on every instance)"
-                    ),
-                ));
-            }
-            None => Secret::new(DEVELOPMENT_SECRET.as_bytes().to_vec()),
-        };
-        let ttl_seconds =
-            parse_number("SESSION_TTL_SECONDS", get("SESSION_TTL_SECONDS"), 1800_i64)?;
-        if !(1..=30 * 24 * 3600).contains(&ttl_seconds) {
-            return Err(invalid(
-                "SESSION_TTL_SECONDS",
-                "must be between 1 and 2592000 (30 days)",
-            ));
-        }
-        let max_login_seconds = parse_number(
-            "SESSION_MAX_LOGIN_SECONDS",
-            get("SESSION_MAX_LOGIN_SECONDS"),
-            crate::session::DEFAULT_MAX_LOGIN_SECONDS,
-        )?;
-        if max_login_seconds < 1 {
-            return Err(invalid("SESSION_MAX_LOGIN_SECONDS", "must be at least 1"));
-        }
-        let cookie_secure = match get("COOKIE_SECURE").as_deref() {
-            None => app_env == AppEnv::Production,
-            Some("true" | "1") => true,
-            Some("false" | "0") => false,
-            Some(other) => {
-                return Err(invalid(
-                    "COOKIE_SECURE",
-                    format!("'{other}' is not true or false"),
-                ));
-            }
-        };
-        let session_database_url = match (get("SESSION_DATABASE_URL"), backend) {
-            (Some(url), _) => url,
-            (None, Backend::Postgres) if is_postgres(&database_url) => database_url.clone(),
-            (None, Backend::Postgres) => {
-                return Err(invalid(
-                    "SESSION_DATABASE_URL",
-                    "is required for the postgres store when DATABASE_URL is not PostgreSQL",
-                ));
-            }
-            (None, _) => "sqlite://data/sessions.db".to_owned(),
-        };
-        match backend {
-            Backend::Sqlite if !is_sqlite(&session_database_url) => {
-                return Err(invalid(
-                    "SESSION_DATABASE_URL",
-                    "must be a sqlite:// URL for the sqlite store",
-                ));
-            }
-            Backend::Postgres if !is_postgres(&session_database_url) => {
-                return Err(invalid(
-                    "SESSION_DATABASE_URL",
-                    "must be a postgres:// URL for the postgres store",
-                ));
-            }
-            _ => {}
-        }
-        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-        let redis_cluster_nodes: Vec<String> = get("REDIS_CLUSTER_NODES")
-            .unwrap_or_default()
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if let Some(bad) = redis_cluster_nodes
-            .iter()
-            .find(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
-        {
-            return Err(invalid(
-                "REDIS_CLUSTER_NODES",
-                format!("'{}' is not a redis:// URL", redact_url(bad)),
-            ));
-        }
-        let redis_min_replicas_ack = parse_number(
-            "REDIS_MIN_REPLICAS_ACK",
-            get("REDIS_MIN_REPLICAS_ACK"),
-            0_u32,
-        )?;
-        if redis_min_replicas_ack > 5 {
-            return Err(invalid(
-                "REDIS_MIN_REPLICAS_ACK",
-                "must be 0 to 5 (replicas per master)",
-            ));
-        }
-        let memcached_servers: Vec<String> = get("MEMCACHED_SERVERS")
-            .unwrap_or_else(|| "127.0.0.1:11211".into())
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if memcached_servers.is_empty() {
-            return Err(invalid("MEMCACHED_SERVERS", "lists no server"));
-        }
-        let key_prefix = get("SESSION_KEY_PREFIX").unwrap_or_else(|| "shop:session:".into());
-        let trusted_proxies = match get("TRUSTED_PROXIES") {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|item| {
-                    item.parse::<IpNet>()
-                        .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                        .map_err(|_| {
-                            invalid(
-                                "TRUSTED_PROXIES",
-                                format!("'{item}' is not an address or a network"),
-                            )
-                        })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        let ipv6_client_prefix = parse_number(
-            "IPV6_CLIENT_PREFIX",
-            get("IPV6_CLIENT_PREFIX"),
-            crate::client::DEFAULT_IPV6_PREFIX,
-        )?;
-        if !(32..=128).contains(&ipv6_client_prefix) {
-            return Err(invalid(
-                "IPV6_CLIENT_PREFIX",
-                "must be 32 to 128 (a prefix length)",
-            ));
-        }
-        let checkout_claim_seconds = parse_number(
-            "CHECKOUT_CLAIM_SECONDS",
-            get("CHECKOUT_CLAIM_SECONDS"),
-            30_i64,
-        )?;
-        if checkout_claim_seconds < 1 {
-            return Err(invalid("CHECKOUT_CLAIM_SECONDS", "must be at least 1"));
-        }
-        let metrics_port = match get("METRICS_PORT") {
-            None => None,
-            Some(raw) => Some(parse_number("METRICS_PORT", Some(raw), 0_u16)?),
-        };
-        let metrics_host = get("METRICS_HOST").unwrap_or_else(|| "127.0.0.1".into());
-        let session_inspector = match get("SESSION_INSPECTOR").as_deref() {
-            None => app_env == AppEnv::Development,
-            Some("1" | "true") => true,
-            Some("0" | "false") => false,
-            Some(other) => {
-                return Err(invalid(
-                    "SESSION_INSPECTOR",
-                    format!("'{other}' is not 1 or 0"),
-                ));
-            }
-        };
-
         Ok(Self {
             app_env,
             host,
@@ -310,21 +120,9 @@ impl Config {
             ipv6_client_prefix,
             checkout_claim_seconds,
             metrics_port,
-            metrics_host,
-            session_inspector,
-            session: SessionConfig {
-                backend,
-                secret,
-                ttl_seconds,
-                max_login_seconds,
-                cookie_secure,
-                database_url: session_database_url,
-                redis_url,
-                redis_cluster_nodes,
-                redis_min_replicas_ack,
-                memcached_servers,
-                key_prefix,
-            },
+            metrics_host: env.text_or("METRICS_HOST", "127.0.0.1"),
+            session_inspector: env.flag("SESSION_INSPECTOR", app_env == AppEnv::Development)?,
+            session,
         })
     }
 
@@ -344,18 +142,265 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn parse_number<T: std::str::FromStr>(
-    variable: &'static str,
-    raw: Option<String>,
-    default: T,
-) -> Result<T, ConfigError> {
-    match raw {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| invalid(variable, format!("'{raw}' is not a valid number"))),
+/// The environment as the settings read it: an empty value counts as unset, and each kind of
+/// value (text, number, number in a range, flag, list) is parsed one way, with one wording for
+/// its errors.
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn text(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
     }
+
+    fn text_or(&self, name: &str, default: &str) -> String {
+        self.text(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| invalid(name, format!("'{raw}' is not a valid number"))),
+        }
+    }
+
+    fn number_in<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Bounded,
+    {
+        let value = self.number(name, default)?;
+        if range.contains(&value) {
+            return Ok(value);
+        }
+        Err(invalid(
+            name,
+            match (range.start(), range.end()) {
+                (start, end) if end.is_max() => format!("must be at least {start}"),
+                (start, end) => format!("must be {start} to {end}"),
+            },
+        ))
+    }
+
+    /// `true`/`1` or `false`/`0`.
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.text(name).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(invalid(
+                name,
+                format!("'{other}' is not true (1) or false (0)"),
+            )),
+        }
+    }
+
+    /// A comma list, its items trimmed, empty ones left out.
+    fn list(&self, name: &str, default: &str) -> Vec<String> {
+        self.text_or(name, default)
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Numbers whose largest value means "no upper bound" in a range's wording.
+trait Bounded {
+    fn is_max(&self) -> bool;
+}
+
+macro_rules! bounded {
+    ($($t:ty),+) => {$(
+        impl Bounded for $t {
+            fn is_max(&self) -> bool {
+                *self == <$t>::MAX
+            }
+        }
+    )+};
+}
+bounded!(u8, u16, u32, i64, usize);
+
+fn app_env(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<AppEnv, ConfigError> {
+    match env.text("APP_ENV").as_deref() {
+        None | Some("development") => Ok(AppEnv::Development),
+        Some("production") => Ok(AppEnv::Production),
+        Some(other) => Err(invalid(
+            "APP_ENV",
+            format!("'{other}' is neither 'development' nor 'production'"),
+        )),
+    }
+}
+
+/// Where and how the process listens and names itself.
+struct Listener {
+    host: String,
+    port: u16,
+    workers: Option<usize>,
+    static_dir: String,
+    instance_name: String,
+}
+
+fn listener(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Listener, ConfigError> {
+    Ok(Listener {
+        host: env.text_or("HOST", "127.0.0.1"),
+        port: env.number("PORT", 8080_u16)?,
+        workers: match env.text("WORKERS") {
+            None => None,
+            Some(_) => Some(env.number_in("WORKERS", 1_usize, 1..=usize::MAX)?),
+        },
+        static_dir: env.text_or("STATIC_DIR", "static"),
+        instance_name: env
+            .text("INSTANCE_NAME")
+            .unwrap_or_else(default_instance_name),
+    })
+}
+
+fn database_url(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<String, ConfigError> {
+    let url = env.text_or("DATABASE_URL", "sqlite://data/shop.db");
+    if !is_sqlite(&url) && !is_postgres(&url) {
+        return Err(invalid(
+            "DATABASE_URL",
+            "must start with sqlite:// or postgres://",
+        ));
+    }
+    Ok(url)
+}
+
+/// The session store, the secret, the cookie and the lifetimes.
+fn session(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    app_env: AppEnv,
+    host: &str,
+    database_url: &str,
+) -> Result<SessionConfig, ConfigError> {
+    let backend = match env.text("SESSION_BACKEND") {
+        Some(name) => Backend::parse(&name).map_err(|e| invalid("SESSION_BACKEND", e))?,
+        None => Backend::default_compiled().map_err(|e| invalid("SESSION_BACKEND", e))?,
+    };
+    let session_database_url = match (env.text("SESSION_DATABASE_URL"), backend) {
+        (Some(url), _) => url,
+        (None, Backend::Postgres) if is_postgres(database_url) => database_url.to_owned(),
+        (None, Backend::Postgres) => {
+            return Err(invalid(
+                "SESSION_DATABASE_URL",
+                "is required for the postgres store when DATABASE_URL is not PostgreSQL",
+            ));
+        }
+        (None, _) => "sqlite://data/sessions.db".to_owned(),
+    };
+    match backend {
+        Backend::Sqlite if !is_sqlite(&session_database_url) => {
+            return Err(invalid(
+                "SESSION_DATABASE_URL",
+                "must be a sqlite:// URL for the sqlite store",
+            ));
+        }
+        Backend::Postgres if !is_postgres(&session_database_url) => {
+            return Err(invalid(
+                "SESSION_DATABASE_URL",
+                "must be a postgres:// URL for the postgres store",
+            ));
+        }
+        _ => {}
+    }
+    let redis_cluster_nodes = env.list("REDIS_CLUSTER_NODES", "");
+    if let Some(bad) = redis_cluster_nodes
+        .iter()
+        .find(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
+    {
+        return Err(invalid(
+            "REDIS_CLUSTER_NODES",
+            format!("'{}' is not a redis:// URL", redact_url(bad)),
+        ));
+    }
+    let memcached_servers = env.list("MEMCACHED_SERVERS", "127.0.0.1:11211");
+    if memcached_servers.is_empty() {
+        return Err(invalid("MEMCACHED_SERVERS", "lists no server"));
+    }
+    Ok(SessionConfig {
+        backend,
+        secret: secret(env, app_env, host)?,
+        ttl_seconds: env.number_in("SESSION_TTL_SECONDS", 1800_i64, 1..=30 * 24 * 3600)?,
+        max_login_seconds: env.number_in(
+            "SESSION_MAX_LOGIN_SECONDS",
+            crate::session::DEFAULT_MAX_LOGIN_SECONDS,
+            1..=i64::MAX,
+        )?,
+        cookie_secure: env.flag("COOKIE_SECURE", app_env == AppEnv::Production)?,
+        database_url: session_database_url,
+        redis_url: env.text_or("REDIS_URL", "redis://127.0.0.1:6379"),
+        redis_cluster_nodes,
+        redis_min_replicas_ack: env.number_in("REDIS_MIN_REPLICAS_ACK", 0_u32, 0..=5)?,
+        memcached_servers,
+        key_prefix: env.text_or("SESSION_KEY_PREFIX", "shop:session:"),
+    })
+}
+
+fn secret(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    app_env: AppEnv,
+    host: &str,
+) -> Result<Secret, ConfigError> {
+    match env.text("SESSION_SECRET") {
+        Some(secret) if secret.len() >= MIN_SECRET_BYTES => Ok(Secret::new(secret.into_bytes())),
+        Some(secret) => Err(invalid(
+            "SESSION_SECRET",
+            format!(
+                "is {} bytes long; it must be at least {MIN_SECRET_BYTES}",
+                secret.len()
+            ),
+        )),
+        None if app_env == AppEnv::Production => Err(invalid(
+            "SESSION_SECRET",
+            "is required when APP_ENV=production (at least 64 bytes, the same on every instance)",
+        )),
+        // The public development key is fit only for a shop nobody else can reach.
+        None if !is_loopback(host) => Err(invalid(
+            "SESSION_SECRET",
+            format!(
+                "is required when listening on {host}, which is not loopback: the development \
+                 key is public, so anyone could forge sessions (set 64+ bytes, the same on every \
+                 instance)"
+            ),
+        )),
+        None => Ok(Secret::new(DEVELOPMENT_SECRET.as_bytes().to_vec())),
+    }
+}
+
+/// Who the client is: the trusted proxies and the IPv6 prefix a client is counted by.
+fn clients(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<(Vec<IpNet>, u8), ConfigError> {
+    let trusted_proxies = env
+        .list("TRUSTED_PROXIES", "")
+        .iter()
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "TRUSTED_PROXIES",
+                        format!("'{item}' is not an address or a network"),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let prefix = env.number_in(
+        "IPV6_CLIENT_PREFIX",
+        crate::client::DEFAULT_IPV6_PREFIX,
+        32..=128,
+    )?;
+    Ok((trusted_proxies, prefix))
 }
 
 pub(crate) fn is_sqlite(url: &str) -> bool {
@@ -502,6 +547,41 @@ mod tests {
         assert_eq!(config.trusted_proxies.len(), 3);
         let err = config_err(&[("TRUSTED_PROXIES", "10.0.0.0/8,nginx")]);
         assert_eq!(err.variable, "TRUSTED_PROXIES");
+    }
+
+    #[test]
+    fn flags_numbers_and_ranges_are_read_and_worded_alike_in_every_section() {
+        for (variable, bad) in [("COOKIE_SECURE", "yes"), ("SESSION_INSPECTOR", "on")] {
+            let err = config_err(&[(variable, bad)]);
+            assert_eq!(err.variable, variable);
+            assert_eq!(err.reason, format!("'{bad}' is not true (1) or false (0)"));
+            for (raw, value) in [("true", true), ("1", true), ("false", false), ("0", false)] {
+                let config = config(&[(variable, raw)]).unwrap();
+                let read = match variable {
+                    "COOKIE_SECURE" => config.session.cookie_secure,
+                    _ => config.session_inspector,
+                };
+                assert_eq!(read, value, "{variable}={raw}");
+            }
+        }
+        for variable in [
+            "PORT",
+            "WORKERS",
+            "SESSION_TTL_SECONDS",
+            "CHECKOUT_CLAIM_SECONDS",
+        ] {
+            let err = config_err(&[(variable, "many")]);
+            assert_eq!(err.reason, "'many' is not a valid number", "{variable}");
+        }
+        assert_eq!(
+            config_err(&[("REDIS_MIN_REPLICAS_ACK", "6")]).reason,
+            "must be 0 to 5"
+        );
+        assert_eq!(
+            config_err(&[("CHECKOUT_CLAIM_SECONDS", "0")]).reason,
+            "must be at least 1"
+        );
+        assert_eq!(config_err(&[("WORKERS", "0")]).reason, "must be at least 1");
     }
 
     #[test]
