@@ -1,0 +1,146 @@
+//! The comparisons: the bare actix-web ceiling and the axum peer, measured as the shop is.
+
+use super::*;
+
+/// The ceiling, measured as the shop is: pinned with 1 worker, and with 2 workers unpinned.
+pub(crate) async fn ceiling(
+    program: &Path,
+    page: &Path,
+    options: &Options,
+    workers: u32,
+) -> anyhow::Result<Row> {
+    let port = free_port()?;
+    let pinned = workers == 1;
+    let server = Server::start(
+        program,
+        &[
+            page.to_str().context("a path")?,
+            &port.to_string(),
+            &workers.to_string(),
+        ],
+        &HashMap::new(),
+        port,
+        pinned,
+    )
+    .await?;
+    let scripts = tempfile::tempdir()?;
+    let plain = wrk::script(scripts.path(), "plain", "")?;
+    let bench = Bench {
+        server: &server,
+        store: Backend::Memory,
+        name: "ceiling".to_owned(),
+        options,
+    };
+    println!("== ceiling: a bare actix-web server with the same cart page, {workers} worker(s)");
+    bench
+        .measure(
+            BenchPath::Read,
+            &Load {
+                url: format!("{}/cart", server.url),
+                script: &plain,
+                headers: vec![],
+                connections: 64,
+                seconds: options.seconds,
+                pinned,
+            },
+        )
+        .await?
+        .context("the ceiling's run")
+}
+
+/// The store the peer uses: the shop's Redis, or the shop's session database of this run.
+pub(crate) fn peer_url(store: Backend, env: &HashMap<String, String>) -> String {
+    match store {
+        Backend::Redis => env
+            .get("REDIS_URL")
+            .cloned()
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        _ => env["SESSION_DATABASE_URL"].clone(),
+    }
+}
+
+/// Where `bench/run --peer` builds the peer.
+pub(crate) const PEER_PROGRAM: &str = "target/peer/release/peer";
+
+/// The peer (`bench/peer`: axum with tower-sessions) on the same store as the shop,
+/// pinned and loaded as the shop is: the read with one session's cookie, the write spread over
+/// 64 sessions with 5-line carts.
+pub(crate) async fn peer(
+    store: Backend,
+    store_url: &str,
+    page: &Path,
+    options: &Options,
+) -> anyhow::Result<Vec<Row>> {
+    let program = Path::new(PEER_PROGRAM);
+    if !program.exists() {
+        bail!("--peer: build the peer first (bash bench/run --peer builds it)");
+    }
+    let port = free_port()?;
+    let args = [
+        store.name(),
+        store_url,
+        page.to_str().context("a path")?,
+        &port.to_string(),
+    ];
+    let server = Server::start(program, &args, &HashMap::new(), port, true).await?;
+    println!(
+        "== {}: the peer (axum with tower-sessions) on core {SERVER_CORE}",
+        store.name()
+    );
+    let client = reqwest::Client::new();
+    let mut sessions = Vec::new();
+    for _ in 0..64 {
+        let response = client
+            .post(format!("{}/setup", server.url))
+            .send()
+            .await?
+            .error_for_status()?;
+        let cookie = response
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .context("the peer set no cookie")?
+            .to_str()?
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        sessions.push((cookie, String::new()));
+    }
+    let scripts = tempfile::tempdir()?;
+    let plain = wrk::script(scripts.path(), "plain", "")?;
+    let writes = lua_script(
+        scripts.path(),
+        "write",
+        &sessions,
+        "POST",
+        "/cart/items/{line}",
+        "quantity={quantity}",
+    )?;
+    let bench = Bench {
+        server: &server,
+        store,
+        name: format!("peer-{}", store.name()),
+        options,
+    };
+    let mut rows = Vec::new();
+    for (path, route, script, headers) in [
+        (
+            BenchPath::Read,
+            "/cart",
+            &plain,
+            vec![format!("Cookie: {}", sessions[0].0)],
+        ),
+        (BenchPath::Write, "/cart/items/1", &writes, vec![]),
+    ] {
+        let load = Load {
+            url: format!("{}{route}", server.url),
+            script,
+            headers,
+            connections: 64,
+            seconds: options.seconds,
+            pinned: true,
+        };
+        rows.extend(bench.measure(path, &load).await?);
+    }
+    Ok(rows)
+}
