@@ -19,11 +19,12 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod settings;
-mod shopper;
+mod shop_session;
 mod sql;
 mod sqlite;
 mod stats;
 mod store;
+mod values;
 
 use std::collections::HashMap;
 
@@ -39,14 +40,14 @@ pub use modify::{ModifyError, ReadAtStart};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use settings::{Secret, SessionConfig, SessionSettings, redact_url};
-pub use shopper::{
-    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, PendingCheckout, ShopSession, SignedInUser,
-    cart_in, end_if_past_lifetime, pending_checkout_in, put_cart_and_flash, put_pending_checkout,
-    user_in,
-};
+pub use shop_session::{ShopSession, end_if_past_lifetime};
 pub use sql::SqlStore;
 pub use stats::{Operation, StoreStats};
 pub use store::Store;
+pub use values::{
+    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, PendingCheckout, SignedInUser, cart_in,
+    pending_checkout_in, put_cart_and_flash, put_pending_checkout, user_in,
+};
 
 /// The session state as actix-session hands it to a store: names to JSON-encoded values.
 pub type State = HashMap<String, String>;

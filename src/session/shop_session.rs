@@ -1,4 +1,5 @@
-//! The typed face of a session: the handlers never touch raw keys or JSON.
+//! The typed face of a session, `ShopSession`: the handlers never touch raw keys or JSON (those
+//! are `state`'s).
 //!
 //! What lives here is small on purpose: the signed-in user's id and email, the cart lines, one
 //! flash message and the CSRF token. Everything else is read from the database when needed.
@@ -10,63 +11,19 @@ use std::future::{Ready, ready};
 
 use actix_session::{Session, SessionExt, SessionStatus};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Serialize, de::DeserializeOwned};
 use subtle::ConstantTimeEq;
 
-use super::{ReadAtStart, SessionSettings, csrf};
-use crate::domain::{Cart, CartLine, UserId};
+use super::values::{CART, CHECKOUT, CSRF, FLASH, USER};
+use super::{
+    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, PendingCheckout, ReadAtStart, SessionSettings,
+    SignedInUser, csrf,
+};
+use crate::domain::{Cart, UserId};
 use crate::error::ShopError;
-
-const USER: &str = "user";
-const CART: &str = "cart";
-const FLASH: &str = "flash";
-const CSRF: &str = "csrf";
-const CHECKOUT: &str = "checkout";
-
-/// The user a session belongs to, once logged in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SignedInUser {
-    pub id: UserId,
-    pub email: String,
-    /// When the user signed in (seconds since the epoch); a session older than the absolute
-    /// lifetime no longer counts as signed in, however active it was.
-    #[serde(default)]
-    pub signed_in_at: i64,
-    /// The browser as its `User-Agent` named itself at sign-in, shortened; shown on the
-    /// shopper's sessions page.
-    #[serde(default)]
-    pub agent: String,
-}
 
 /// The longest `User-Agent` kept in a session.
 const MAX_AGENT_CHARS: usize = 160;
-
-/// The signed-in user recorded in a state read straight from the store, if any.
-pub fn user_in(state: &super::State) -> Option<SignedInUser> {
-    serde_json::from_str(state.get(USER)?).ok()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FlashKind {
-    Info,
-    Error,
-}
-
-/// A one-time message shown on the next page, then gone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Flash {
-    pub kind: FlashKind,
-    pub text: String,
-}
-
-impl Flash {
-    pub fn is_error(&self) -> bool {
-        self.kind == FlashKind::Error
-    }
-}
-
-/// The longest a sign-in lasts, active or not, unless configured otherwise: 12 hours.
-pub const DEFAULT_MAX_LOGIN_SECONDS: i64 = 12 * 3600;
 
 /// A value this request has already decoded from its session. The middleware, the layout and
 /// the handler each ask for the user and the cart; each used to decode the JSON again (a fifth
@@ -337,78 +294,6 @@ impl ShopSession {
         self.session.remove(FLASH);
         flash
     }
-}
-
-/// The cart in a state read straight from the store (for changes made with `Store::modify`),
-/// in the same encoding actix-session uses.
-pub fn cart_in(state: &super::State) -> Cart {
-    state
-        .get(CART)
-        .and_then(|value| serde_json::from_str(value).ok())
-        .unwrap_or_default()
-}
-
-/// A checkout claimed in the session: the token its order is placed under (unique among orders)
-/// and the lines it orders. Every request that checks out while it is there joins it instead of
-/// starting another, so a double click or ten racing requests place one order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingCheckout {
-    pub token: String,
-    pub lines: Vec<CartLine>,
-    /// Seconds since the epoch, by the database's clock (the one clock every replica shares).
-    pub started_at: i64,
-    /// The order it placed, once placed: a request that asks again with the cart emptied by
-    /// that order lands on it.
-    #[serde(default)]
-    pub order: Option<i64>,
-}
-
-impl PendingCheckout {
-    /// A new claim on `lines`, with a fresh token, started at `now` by the database's clock.
-    pub fn new(lines: &[CartLine], now: i64) -> Self {
-        Self {
-            token: csrf::new_nonce(),
-            lines: lines.to_vec(),
-            started_at: now,
-            order: None,
-        }
-    }
-}
-
-/// The checkout claimed in a state read straight from the store, if any.
-pub fn pending_checkout_in(state: &super::State) -> Option<PendingCheckout> {
-    serde_json::from_str(state.get(CHECKOUT)?).ok()
-}
-
-/// Claims a checkout in a state read straight from the store, or clears the claim.
-pub fn put_pending_checkout(
-    state: &mut super::State,
-    pending: Option<&PendingCheckout>,
-) -> serde_json::Result<()> {
-    match pending {
-        Some(pending) => {
-            state.insert(CHECKOUT.to_owned(), serde_json::to_string(pending)?);
-        }
-        None => {
-            state.remove(CHECKOUT);
-        }
-    }
-    Ok(())
-}
-
-/// Puts the cart and a flash message into a state read straight from the store.
-pub fn put_cart_and_flash(
-    state: &mut super::State,
-    cart: &Cart,
-    flash: &Flash,
-) -> serde_json::Result<()> {
-    if cart.is_empty() {
-        state.remove(CART);
-    } else {
-        state.insert(CART.to_owned(), serde_json::to_string(cart)?);
-    }
-    state.insert(FLASH.to_owned(), serde_json::to_string(flash)?);
-    Ok(())
 }
 
 /// A message for the page after a sign-in's absolute lifetime ended it.
