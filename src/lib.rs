@@ -9,8 +9,6 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod healthcheck;
-#[cfg(feature = "lab")]
-pub mod lab;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;

@@ -1,0 +1,161 @@
+//! The backend comparison benchmark: for each compiled store, the release shop on core 0 and
+//! wrk on core 1, 64 connections, bounded runs, on loopback; each path three times, reported as
+//! the median and the spread, with the CPU use of every party; then 2 workers, unpinned. Prints
+//! a table per store and writes `bench/results/latest.md` and `latest.svg`; with `--flames`,
+//! a flame graph of the shop per store and path in `bench/results/`.
+//!
+//! Usage (from the repository root; `bash bench/run` builds and starts everything first):
+//!   target/release/bench [--seconds 5] [--sessions 1000] [--rss-sessions 100000]
+//!                        [--stores redis,postgres] [--runs 3] [--flames]
+//!                        [--paths anonymous,read,many-sessions,write,login]
+//!   target/release/bench --instructions [--stores redis,postgres]
+//!     (the shop's instructions per request under callgrind instead: see `instructions.rs`)
+
+mod cpu;
+mod instructions;
+mod load;
+mod measure;
+mod options;
+mod peers;
+mod report;
+mod servers;
+mod stores;
+mod wrk;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rand::RngCore;
+use shop::session::Backend;
+use shop_lab::{RedisCluster, Shopper, free_port};
+use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
+
+use load::*;
+use measure::*;
+use options::*;
+use peers::*;
+use report::{Path as BenchPath, Row, Sample, StoreRun};
+use servers::*;
+use stores::*;
+use wrk::Load;
+
+const PASSWORD: &str = "bench-password-1";
+const SERVER_CORE: &str = "0";
+
+/// What is measured: a store as the shop is configured for it, or the Redis store on a Redis
+/// Cluster of three masters on loopback, with writes waiting for a replica or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Store(Backend),
+    RedisCluster { wait: bool },
+}
+
+impl Subject {
+    fn backend(self) -> Backend {
+        match self {
+            Subject::Store(backend) => backend,
+            Subject::RedisCluster { .. } => Backend::Redis,
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Subject::Store(backend) => backend.name().to_owned(),
+            Subject::RedisCluster { wait: false } => "redis-cluster".to_owned(),
+            Subject::RedisCluster { wait: true } => "redis-cluster-wait".to_owned(),
+        }
+    }
+
+    fn parse(name: &str) -> anyhow::Result<Self> {
+        Ok(match name {
+            "redis-cluster" => Subject::RedisCluster { wait: false },
+            "redis-cluster-wait" => Subject::RedisCluster { wait: true },
+            other => Subject::Store(Backend::parse(other).map_err(anyhow::Error::msg)?),
+        })
+    }
+
+    /// How the report heads its section.
+    fn title(self) -> String {
+        match self {
+            Subject::Store(backend) => backend.name().to_owned(),
+            Subject::RedisCluster { wait: false } => {
+                "redis-cluster (3 masters, 3 replicas; asynchronous replication)".to_owned()
+            }
+            Subject::RedisCluster { wait: true } => {
+                "redis-cluster-wait (3 masters, 3 replicas; REDIS_MIN_REPLICAS_ACK=1)".to_owned()
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = options()?;
+    let here = std::env::current_exe()?;
+    let shop = here.with_file_name("shop");
+    let ceiling_program = here.with_file_name("ceiling");
+    if !shop.exists() || !ceiling_program.exists() {
+        bail!("build first: cargo build --release --all-features --bins");
+    }
+    std::fs::create_dir_all("bench/results")?;
+    let work = tempfile::tempdir()?;
+    let servers = Started::start(&options, work.path()).await?;
+    if options.instructions {
+        let mut counted = Vec::new();
+        let mut page = String::new();
+        for store in &options.stores {
+            let (row, cart_page) =
+                instructions::count(*store, &shop, work.path(), &servers).await?;
+            counted.push(row);
+            page = cart_page;
+        }
+        if options.peer {
+            for store in [Backend::Redis, Backend::Postgres] {
+                if !options.stores.contains(&Subject::Store(store)) {
+                    continue;
+                }
+                let env = shop_env(store, work.path()).await?;
+                let program = Path::new(PEER_PROGRAM);
+                counted.push(
+                    instructions::count_peer(program, store, &peer_url(store, &env), &page).await?,
+                );
+            }
+        }
+        counted.push(instructions::count_ceiling(&ceiling_program, &page).await?);
+        let markdown = instructions::markdown(&counted);
+        println!("\n{markdown}");
+        std::fs::write("bench/results/instructions.md", &markdown)?;
+        println!("Written: bench/results/instructions.md");
+        return Ok(());
+    }
+    let mut runs = Vec::new();
+    let mut page = String::new();
+    for store in &options.stores {
+        let started = std::time::Instant::now();
+        let (run, cart_page) = bench_store(*store, &options, &shop, work.path(), &servers).await?;
+        report::print_store(&run);
+        println!(
+            "   ({} measured in {:.0} s)",
+            store.name(),
+            started.elapsed().as_secs_f64()
+        );
+        page = cart_page;
+        runs.push(run);
+    }
+    let page_file = work.path().join("cart.html");
+    std::fs::write(&page_file, &page)?;
+    let ceilings = report::Ceilings {
+        one: ceiling(&ceiling_program, &page_file, &options, 1).await?,
+        two: ceiling(&ceiling_program, &page_file, &options, 2).await?,
+    };
+    let markdown = report::markdown(&runs, &ceilings, &options_line(&options));
+    println!("\n{markdown}");
+    std::fs::write("bench/results/latest.md", &markdown)?;
+    std::fs::write("bench/results/latest.svg", report::svg(&runs, &ceilings))?;
+    println!("Written: bench/results/latest.md, bench/results/latest.svg");
+    Ok(())
+}

@@ -1,0 +1,518 @@
+//! The benchmark's tables, the targets they are held to, and a chart.
+
+use std::fmt::Write;
+
+use shop::session::Backend;
+use shop_lab::svg::Chart;
+
+use crate::cpu::Use;
+use crate::wrk::WrkResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Anonymous,
+    Read,
+    ManySessions,
+    Write,
+    Login,
+}
+
+impl Path {
+    pub const ALL: [Path; 5] = [
+        Path::Anonymous,
+        Path::Read,
+        Path::ManySessions,
+        Path::Write,
+        Path::Login,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Path::Anonymous => "anonymous: GET / (no cookie)",
+            Path::Read => "read: GET /cart",
+            Path::ManySessions => "read, 1,000 sessions",
+            Path::Write => "write: POST /cart/items",
+            Path::Login => "login: POST /login",
+        }
+    }
+
+    /// For file names.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Path::Anonymous => "anonymous",
+            Path::Read => "read",
+            Path::ManySessions => "many-sessions",
+            Path::Write => "write",
+            Path::Login => "login",
+        }
+    }
+}
+
+/// One run of a path.
+pub struct Sample {
+    pub wrk: WrkResult,
+    pub cpu: Use,
+    pub calls: u64,
+    pub writes: u64,
+    pub bytes: u64,
+    /// Why the run does not count, if it does not.
+    pub invalid: Option<String>,
+}
+
+/// A path's runs; its figures are the medians of the valid ones.
+pub struct Row {
+    pub path: Path,
+    pub samples: Vec<Sample>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+impl Row {
+    fn valid(&self) -> impl Iterator<Item = &Sample> {
+        self.samples.iter().filter(|s| s.invalid.is_none())
+    }
+
+    pub fn valid_count(&self) -> usize {
+        self.valid().count()
+    }
+
+    fn median_of(&self, f: impl Fn(&Sample) -> f64) -> f64 {
+        median(self.valid().map(f).collect())
+    }
+
+    /// Median requests per second of the valid runs (NaN when none was valid).
+    pub fn rps(&self) -> f64 {
+        self.median_of(|s| s.wrk.rps)
+    }
+
+    /// (lowest, highest) requests per second of the valid runs, as ± percent of the median.
+    pub fn spread_percent(&self) -> f64 {
+        let rps: Vec<f64> = self.valid().map(|s| s.wrk.rps).collect();
+        let (low, high) = rps
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        (high - low) / 2.0 / self.rps() * 100.0
+    }
+
+    pub fn p50_ms(&self) -> f64 {
+        self.median_of(|s| s.wrk.p50_ms)
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        self.median_of(|s| s.wrk.p99_ms)
+    }
+
+    fn per_request(&self, f: impl Fn(&Sample) -> u64) -> f64 {
+        let requests: u64 = self.valid().map(|s| s.wrk.requests).sum();
+        self.valid().map(f).sum::<u64>() as f64 / requests.max(1) as f64
+    }
+
+    pub fn calls_per_request(&self) -> f64 {
+        self.per_request(|s| s.calls)
+    }
+
+    pub fn writes_per_request(&self) -> f64 {
+        self.per_request(|s| s.writes)
+    }
+
+    pub fn bytes_per_request(&self) -> f64 {
+        self.per_request(|s| s.bytes)
+    }
+
+    /// Error responses and socket errors over all runs, valid or not.
+    pub fn errors(&self) -> u64 {
+        self.samples
+            .iter()
+            .map(|s| s.wrk.non_success + s.wrk.socket_errors)
+            .sum()
+    }
+
+    /// Median CPU use, in cores: (shop, store, wrk, each core).
+    fn cpu(&self) -> String {
+        let cores: Vec<String> = (0..self.samples.first().map_or(0, |s| s.cpu.per_core.len()))
+            .map(|i| {
+                format!(
+                    "{:.0}",
+                    self.median_of(|s| s.cpu.per_core.get(i).copied().unwrap_or(0.0)) * 100.0
+                )
+            })
+            .collect();
+        format!(
+            "shop {:.2} (kernel {:.2}), store {:.2}, wrk {:.2}; cores {}%",
+            self.median_of(|s| s.cpu.server),
+            self.median_of(|s| s.cpu.server_kernel),
+            self.median_of(|s| s.cpu.store),
+            self.median_of(|s| s.wrk.wrk_cpu),
+            cores.join("/")
+        )
+    }
+
+    /// The shop's CPU time per request, in microseconds: (in its own code, in the kernel).
+    pub fn cpu_micros(&self) -> (f64, f64) {
+        let micros = |cores: f64, rps: f64| cores * 1e6 / rps;
+        (
+            self.median_of(|s| micros(s.cpu.server - s.cpu.server_kernel, s.wrk.rps)),
+            self.median_of(|s| micros(s.cpu.server_kernel, s.wrk.rps)),
+        )
+    }
+
+    fn runs(&self) -> String {
+        let invalid = self.samples.len() - self.valid_count();
+        if invalid == 0 {
+            format!("{}", self.valid_count())
+        } else {
+            format!("{} (+{invalid} invalid)", self.valid_count())
+        }
+    }
+}
+
+pub struct StoreRun {
+    pub store: Backend,
+    /// The store as the report names it: `redis`, or `redis-cluster` with its settings.
+    pub name: String,
+    pub rows: Vec<Row>,
+    /// Read and write again with 2 workers on both cores, wrk unpinned.
+    pub scaled: Vec<Row>,
+    /// The peer's read and write on the same store (`--peer`), when it was measured.
+    pub peer: Vec<Row>,
+    pub bytes_per_session: usize,
+    pub acknowledged_adds: u64,
+    pub items_in_carts: u64,
+    /// Sessions made by the run that brought the allocator to its working set.
+    pub warmup_sessions: u64,
+    pub rss_small_kib: u64,
+    pub rss_large_kib: u64,
+    pub sessions_created: u64,
+    pub peak_rss_kib: u64,
+}
+
+impl StoreRun {
+    fn row(&self, path: Path) -> Option<&Row> {
+        self.rows.iter().find(|r| r.path == path)
+    }
+
+    fn scaled(&self, path: Path) -> Option<&Row> {
+        self.scaled.iter().find(|r| r.path == path)
+    }
+
+    fn peer(&self, path: Path) -> Option<&Row> {
+        self.peer.iter().find(|r| r.path == path)
+    }
+}
+
+/// The ceiling with 1 worker pinned, and with 2 workers unpinned.
+pub struct Ceilings {
+    pub one: Row,
+    pub two: Row,
+}
+
+/// The issue's targets: (read ratio, write ratio) of the ceiling.
+fn targets(store: Backend) -> (f64, f64) {
+    match store {
+        Backend::Redis | Backend::Memcached => (0.55, 0.30),
+        Backend::Postgres => (0.22, 0.05),
+        _ => (0.30, 0.10),
+    }
+}
+
+pub fn print_row(row: &Row) {
+    println!(
+        "   {:<26} {:>8.0} req/s ±{:.1}%  p50 {:>6.2} ms  p99 {:>6.2} ms  store calls/req {:.2}  writes/req {:.2}  errors {}  runs {}  CPU {}",
+        row.path.label(),
+        row.rps(),
+        row.spread_percent(),
+        row.p50_ms(),
+        row.p99_ms(),
+        row.calls_per_request(),
+        row.writes_per_request(),
+        row.errors(),
+        row.runs(),
+        row.cpu()
+    );
+}
+
+pub fn print_store(run: &StoreRun) {
+    println!(
+        "   write check: {} adds acknowledged to 64 clients, {} items added to the carts",
+        run.acknowledged_adds, run.items_in_carts
+    );
+}
+
+fn held(ok: bool) -> &'static str {
+    if ok { "holds" } else { "MISSED" }
+}
+
+pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
+    let ceiling = ceilings.one.rps();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Session store benchmark\n\nRelease build; the shop (1 worker) pinned to core 0, wrk (1 thread) \
+         pinned to core 1 (`taskset`), 64 connections, {how}, loopback. The store servers are not \
+         pinned. Figures are medians of the valid runs, ± half their range. A run is invalid (and \
+         not counted) when the machine was more than 10% busy in the half second before it, or \
+         when wrk used 90% or more of its core (the load, not the shop, was the limit). CPU: cores \
+         used by the shop, the store's server processes and wrk, and how busy each core was. \
+         Ceiling: a bare actix-web server serving the same cart page with no session and no \
+         database: **{ceiling:.0} req/s** ±{:.1}%, p99 {:.2} ms{}.\n",
+        ceilings.one.spread_percent(),
+        ceilings.one.p99_ms(),
+        if ceilings.one.median_of(|s| s.wrk.wrk_cpu) >= 0.9 {
+            " (wrk used its whole core on it: the true ceiling may be higher, and every ratio \
+             below a little flattering)"
+        } else {
+            ""
+        }
+    );
+    for run in runs {
+        let _ = writeln!(out, "## {}\n", run.name);
+        out.push_str(
+            "| path | req/s | × ceiling | p50 ms | p99 ms | store calls/req | store writes/req | bytes written/req | errors | runs | CPU (cores) |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
+        );
+        for row in &run.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} ±{:.1}% | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
+                row.path.label(),
+                row.rps(),
+                row.spread_percent(),
+                row.rps() / ceiling,
+                row.p50_ms(),
+                row.p99_ms(),
+                row.calls_per_request(),
+                row.writes_per_request(),
+                row.bytes_per_request(),
+                row.errors(),
+                row.runs(),
+                row.cpu()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nBytes stored for a logged-in session with a 5-line cart: {}. Server peak RSS: {:.1} MiB. \
+             RSS after {} new sessions (the allocator's working set) and after {} more: {:.1} → {:.1} MiB. \
+             Write check (64 clients, every add completed): {} adds acknowledged, {} items added to the \
+             carts ({}).\n",
+            run.bytes_per_session,
+            run.peak_rss_kib as f64 / 1024.0,
+            run.warmup_sessions,
+            run.sessions_created,
+            run.rss_small_kib as f64 / 1024.0,
+            run.rss_large_kib as f64 / 1024.0,
+            run.acknowledged_adds,
+            run.items_in_carts,
+            if run.acknowledged_adds == run.items_in_carts {
+                "equal"
+            } else {
+                "NOT EQUAL"
+            }
+        );
+    }
+    let two = ceilings.two.rps();
+    let _ = writeln!(
+        out,
+        "## Scaling with cores\n\nThe same shop with 2 workers on both cores, wrk unpinned with 2 threads \
+         (so the shop, wrk and the store share the two cores). Ceiling with 2 workers: **{two:.0} req/s** \
+         ({:.2} × the pinned one).\n\n\
+         | store | read, 1 worker | read, 2 workers | × | write, 1 worker | write, 2 workers | × |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        two / ceiling
+    );
+    for run in runs {
+        let cell = |path| {
+            let (Some(one), Some(two)) = (run.row(path), run.scaled(path)) else {
+                return "| | | |".to_owned();
+            };
+            format!(
+                "| {:.0} | {:.0} ±{:.1}% | {:.2} ",
+                one.rps(),
+                two.rps(),
+                two.spread_percent(),
+                two.rps() / one.rps()
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} {}{}|",
+            run.name,
+            cell(Path::Read),
+            cell(Path::Write)
+        );
+    }
+    cpu_section(&mut out, runs, ceilings);
+    peer_section(&mut out, runs);
+    out.push_str("\n## Targets\n\n| store | read ≥ target × ceiling | write ≥ target × ceiling | read p99 < 3 ms | one store call, no write on a read | no store call for anonymous views | RSS growth ≤ 5 MiB |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    for run in runs {
+        let (read_target, write_target) = targets(run.store);
+        let (Some(read), Some(write)) = (run.row(Path::Read), run.row(Path::Write)) else {
+            continue;
+        };
+        let read_ratio = read.rps() / ceiling;
+        let write_ratio = write.rps() / ceiling;
+        let p99 = if matches!(run.store, Backend::Redis | Backend::Memcached) {
+            format!("{:.2} ms: {}", read.p99_ms(), held(read.p99_ms() < 3.0))
+        } else {
+            format!("{:.2} ms (no target)", read.p99_ms())
+        };
+        let one_call =
+            (read.calls_per_request() - 1.0).abs() < 0.01 && read.writes_per_request() == 0.0;
+        let anonymous = run.row(Path::Anonymous).map_or_else(
+            || "not run".to_owned(),
+            |row| {
+                format!(
+                    "{:.2} calls, {:.2} writes: {}",
+                    row.calls_per_request(),
+                    row.writes_per_request(),
+                    held(row.calls_per_request() == 0.0 && row.writes_per_request() == 0.0)
+                )
+            },
+        );
+        // Growth is what would betray state kept in the process; shrinking is the allocator.
+        let rss_delta = run.rss_large_kib.saturating_sub(run.rss_small_kib) as f64 / 1024.0;
+        let _ = writeln!(
+            out,
+            "| {} | {read_ratio:.2} vs {read_target}: {} | {write_ratio:.2} vs {write_target}: {} | {p99} | {:.2} calls, {:.2} writes: {} | {anonymous} | {rss_delta:.1} MiB: {} |",
+            run.name,
+            held(read_ratio >= read_target && read.errors() == 0),
+            held(write_ratio >= write_target && write.errors() == 0),
+            read.calls_per_request(),
+            read.writes_per_request(),
+            held(one_call),
+            held(rss_delta <= 5.0)
+        );
+    }
+    out
+}
+
+/// Where a request's time goes: the shop's CPU time per request in its own code and in the
+/// kernel, against the time a request may take for the path's target to hold (the ceiling's
+/// time divided by the target ratio). A kernel share above that budget is a floor no change to
+/// the shop's own code can lower.
+fn cpu_section(out: &mut String, runs: &[StoreRun], ceilings: &Ceilings) {
+    let (user, kernel) = ceilings.one.cpu_micros();
+    let ceiling = user + kernel;
+    let _ = writeln!(
+        out,
+        "\n## Where a request's time goes\n\nThe shop's CPU time per request (1 worker, pinned: \
+         cores used ÷ requests per second, medians of the valid runs), in its own code (user) and \
+         in the kernel on its behalf (system calls, and the loopback packets they send and \
+         receive; the store's own work is not in it). The budget is what a request may cost for \
+         the path's target to hold: the ceiling's time ÷ the target ratio. The ceiling: \
+         {user:.1} µs user + {kernel:.1} µs kernel = {ceiling:.1} µs a request.\n\n\
+         | store | path | user µs | kernel µs | total µs | × ceiling's | budget µs (target) | kernel ÷ budget |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for run in runs {
+        let (read_target, write_target) = targets(run.store);
+        for (path, target) in [(Path::Read, read_target), (Path::Write, write_target)] {
+            let Some(row) = run.row(path) else { continue };
+            let (user, kernel) = row.cpu_micros();
+            let budget = ceiling / target;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {user:.1} | {kernel:.1} | {:.1} | {:.1} | {budget:.1} ({target}) | {:.0}% |",
+                run.name,
+                path.label(),
+                user + kernel,
+                (user + kernel) / ceiling,
+                kernel / budget * 100.0
+            );
+        }
+    }
+}
+
+/// The shop against the issue's peer (axum with tower-sessions) on the same store, same run.
+fn peer_section(out: &mut String, runs: &[StoreRun]) {
+    if runs.iter().all(|run| run.peer.is_empty()) {
+        return;
+    }
+    out.push_str(
+        "\n## Against the peer\n\nThe issue's peer (`bench/peer`): axum with tower-sessions, its \
+         session in the same store, one worker pinned as the shop is, the same wrk loads. Its \
+         read loads the session and answers the same page bytes as the ceiling (no render, no \
+         CSRF token, no security headers, no sliding expiry); its write loads the cart, changes \
+         a line and saves it (two round trips as the shop's, but without compare-and-set: a \
+         concurrent change is lost). CPU: the server's microseconds per request, user + kernel.\n\n\
+         | store | path | shop req/s | peer req/s | shop ÷ peer | shop p99 ms | peer p99 ms | shop CPU µs | peer CPU µs | peer errors |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for run in runs {
+        for path in [Path::Read, Path::Write] {
+            let (Some(shop), Some(peer)) = (run.row(path), run.peer(path)) else {
+                continue;
+            };
+            let micros = |row: &Row| {
+                let (user, kernel) = row.cpu_micros();
+                format!("{user:.1} + {kernel:.1}")
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} ±{:.1}% | {:.0} ±{:.1}% | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                run.name,
+                path.label(),
+                shop.rps(),
+                shop.spread_percent(),
+                peer.rps(),
+                peer.spread_percent(),
+                shop.rps() / peer.rps(),
+                shop.p99_ms(),
+                peer.p99_ms(),
+                micros(shop),
+                micros(peer),
+                peer.errors()
+            );
+        }
+    }
+}
+
+/// Bars of each path's throughput as a fraction of the ceiling, per store.
+pub fn svg(runs: &[StoreRun], ceilings: &Ceilings) -> String {
+    let ceiling = ceilings.one.rps();
+    let paths = Path::ALL;
+    let colors = ["#38a169", "#2b6cb0", "#63b3ed", "#dd6b20", "#718096"];
+    let (group, bar, left, width) = (132.0, 22.0, 40.0, 720.0);
+    let mut chart = Chart::new(
+        width + 260.0,
+        108.0 + group * runs.len() as f64,
+        13,
+        &format!(
+            "Requests per second as a fraction of the ceiling ({:.0} req/s)",
+            ceiling
+        ),
+    );
+    for (i, (path, color)) in paths.iter().zip(colors).enumerate() {
+        let x = 20.0 + 190.0 * (i % 4) as f64;
+        let y = 38.0 + 18.0 * (i / 4) as f64;
+        chart.bar(x, y, 12.0, 12.0, color);
+        chart.text(x + 16.0, y + 11.0, "", path.label());
+    }
+    for (g, run) in runs.iter().enumerate() {
+        let y0 = 88.0 + group * g as f64;
+        chart.text(20.0, y0 + 12.0, r#"font-weight="bold""#, &run.name);
+        for (i, (path, color)) in paths.iter().zip(colors).enumerate() {
+            let Some(row) = run.row(*path) else { continue };
+            let ratio = (row.rps() / ceiling).min(1.0);
+            let y = y0 + 18.0 + bar * i as f64;
+            chart.bar(left, y, ratio * width * 0.8, bar - 4.0, color);
+            chart.text(
+                left + ratio * width * 0.8 + 6.0,
+                y + 13.0,
+                "",
+                &format!("{:.2} ({:.0}/s)", row.rps() / ceiling, row.rps()),
+            );
+        }
+    }
+    chart.finish()
+}

@@ -1,0 +1,168 @@
+//! The lab for educators: runs the live proof and narrates it.
+//!
+//! ```text
+//! cargo run -p shop-lab -- --store redis --replicas 3
+//! cargo run -p shop-lab -- --store redis-cluster   # a store master killed
+//! ```
+//!
+//! Three runs, side by side: the shop with its sessions in a backing store behind round robin
+//! (nothing lost), in process memory behind round robin (everything lost), and in process memory
+//! behind sticky `ip_hash` (the dead replica's shoppers lost). Writes `lab-report.md` and
+//! `lab-report.svg`. Everything it starts it stops, also on Ctrl-C.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use shop::session::Backend;
+use shop_lab::report;
+use shop_lab::scenario::{self, LabConfig, Mode, Outcome};
+
+struct Args {
+    /// The rule kept: a backing store, or a Redis Cluster whose master is killed.
+    store: Mode,
+    replicas: usize,
+    shoppers: usize,
+    report: PathBuf,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mut store = None;
+    let mut parsed = Args {
+        store: Mode::External(Backend::Sqlite),
+        replicas: 3,
+        shoppers: 6,
+        report: PathBuf::from("lab-report.md"),
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--store" => {
+                store = Some(match value()?.as_str() {
+                    "redis-cluster" => Mode::RedisCluster,
+                    name => Mode::External(Backend::parse(name).map_err(anyhow::Error::msg)?),
+                });
+            }
+            "--replicas" => {
+                parsed.replicas = value()?.parse().context("--replicas takes a number")?
+            }
+            "--shoppers" => {
+                parsed.shoppers = value()?.parse().context("--shoppers takes a number")?
+            }
+            "--report" => parsed.report = value()?.into(),
+            "--help" | "-h" => {
+                println!(
+                    "usage: lab [--store sqlite|redis|redis-cluster|postgres|memcached] [--replicas N] [--shoppers N] [--report FILE.md]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}; try --help"),
+        }
+    }
+    parsed.store = match store {
+        Some(store) => store,
+        None => Mode::External(
+            Backend::default_compiled().map_err(|e| anyhow::anyhow!("pass --store: {e}"))?,
+        ),
+    };
+    if parsed.store == Mode::RedisCluster && !Backend::Redis.is_compiled() {
+        bail!(
+            "--store redis-cluster needs the redis feature: cargo run -p shop-lab --features redis"
+        );
+    }
+    if !(2..=9).contains(&parsed.replicas) {
+        bail!("--replicas must be between 2 and 9");
+    }
+    if !(1..=50).contains(&parsed.shoppers) {
+        bail!("--shoppers must be between 1 and 50");
+    }
+    if parsed.store == Mode::External(Backend::Memory) {
+        bail!(
+            "--store names the backing store to compare with process memory; memory itself is always shown"
+        );
+    }
+    Ok(parsed)
+}
+
+async fn run_all(args: &Args, narration: &mut Vec<String>) -> anyhow::Result<Vec<Outcome>> {
+    let mut env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "PORT" | "HOST" | "INSTANCE_NAME" | "SESSION_BACKEND"
+            )
+        })
+        .collect();
+    env.remove("SESSION_SECRET");
+    let lab = LabConfig {
+        program: std::env::current_exe()?,
+        args: vec!["serve".into()],
+        env,
+        nginx_dir: std::env::var("LAB_NGINX_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx"))
+            }),
+        replicas: args.replicas,
+        shoppers: args.shoppers,
+        rolling_restart: true,
+    };
+    let mut outcomes = Vec::new();
+    for mode in [args.store, Mode::Memory, Mode::StickyMemory] {
+        let lab = LabConfig {
+            rolling_restart: mode == args.store,
+            ..lab.clone()
+        };
+        let mut say = |line: String| {
+            println!("{line}");
+            narration.push(line);
+        };
+        outcomes.push(scenario::run(&lab, mode, &mut say).await?);
+        println!();
+        narration.push(String::new());
+    }
+    Ok(outcomes)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut raw = std::env::args().skip(1).peekable();
+    if raw.peek().map(String::as_str) == Some("serve") {
+        // A replica: the lab runs copies of itself as the shop.
+        return shop::startup::serve_from_env(None).await;
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = parse_args(raw)?;
+    if let Err(err) = shop_lab::cluster::find_nginx() {
+        eprintln!("{err}");
+        std::process::exit(1);
+    }
+    println!(
+        "The sticky-session lab: {} replicas, {} shoppers; the rule kept: {}.\n",
+        args.replicas,
+        args.shoppers,
+        args.store.label()
+    );
+    let mut narration = Vec::new();
+    // On Ctrl-C the scenario's future is dropped, and with it every process it started.
+    let outcomes = tokio::select! {
+        outcomes = run_all(&args, &mut narration) => Some(outcomes?),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(outcomes) = outcomes else {
+        eprintln!("\nInterrupted: every replica and nginx have been stopped.");
+        std::process::exit(130);
+    };
+    let table = report::summary_table(&outcomes);
+    println!("{table}");
+    std::fs::write(&args.report, report::markdown(&outcomes, &narration))
+        .with_context(|| format!("could not write {}", args.report.display()))?;
+    let svg_path = args.report.with_file_name("lab-report.svg");
+    std::fs::write(&svg_path, report::svg(&outcomes))?;
+    println!(
+        "Report written to {} and {}.",
+        args.report.display(),
+        svg_path.display()
+    );
+    Ok(())
+}
