@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::session::{Backend, Secret, SessionConfig, redact_url};
+use crate::session::{Backend, Secret, SessionConfig, StoreSettings};
 
 /// The smallest secret actix-session accepts for signing and encrypting the cookie.
 pub const MIN_SECRET_BYTES: usize = 64;
@@ -73,7 +73,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
         reason: reason.into(),
@@ -90,7 +90,7 @@ impl Config {
     /// process environment. Empty values count as unset. Each section of the settings is read by
     /// a function of its own below, with `Env`'s helpers, which parse and word every error alike.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(lookup);
+        let env = Env(&lookup);
         let app_env = app_env(&env)?;
         let Listener {
             host,
@@ -145,18 +145,18 @@ fn is_loopback(host: &str) -> bool {
 /// The environment as the settings read it: an empty value counts as unset, and each kind of
 /// value (text, number, number in a range, flag, list) is parsed one way, with one wording for
 /// its errors.
-struct Env<F>(F);
+pub(crate) struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    fn text(&self, name: &str) -> Option<String> {
+impl Env<'_> {
+    pub(crate) fn text(&self, name: &str) -> Option<String> {
         (self.0)(name).filter(|value| !value.trim().is_empty())
     }
 
-    fn text_or(&self, name: &str, default: &str) -> String {
+    pub(crate) fn text_or(&self, name: &str, default: &str) -> String {
         self.text(name).unwrap_or_else(|| default.to_owned())
     }
 
-    fn number<T: std::str::FromStr>(
+    pub(crate) fn number<T: std::str::FromStr>(
         &self,
         name: &'static str,
         default: T,
@@ -170,7 +170,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
-    fn number_in<T>(
+    pub(crate) fn number_in<T>(
         &self,
         name: &'static str,
         default: T,
@@ -193,7 +193,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// `true`/`1` or `false`/`0`.
-    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.text(name).as_deref().map(str::trim) {
             None => Ok(default),
             Some("true" | "1") => Ok(true),
@@ -206,7 +206,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// A comma list, its items trimmed, empty ones left out.
-    fn list(&self, name: &str, default: &str) -> Vec<String> {
+    pub(crate) fn list(&self, name: &str, default: &str) -> Vec<String> {
         self.text_or(name, default)
             .split(',')
             .map(str::trim)
@@ -217,7 +217,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 }
 
 /// Numbers whose largest value means "no upper bound" in a range's wording.
-trait Bounded {
+pub(crate) trait Bounded {
     fn is_max(&self) -> bool;
 }
 
@@ -232,7 +232,7 @@ macro_rules! bounded {
 }
 bounded!(u8, u16, u32, i64, usize);
 
-fn app_env(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<AppEnv, ConfigError> {
+fn app_env(env: &Env<'_>) -> Result<AppEnv, ConfigError> {
     match env.text("APP_ENV").as_deref() {
         None | Some("development") => Ok(AppEnv::Development),
         Some("production") => Ok(AppEnv::Production),
@@ -252,7 +252,7 @@ struct Listener {
     instance_name: String,
 }
 
-fn listener(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Listener, ConfigError> {
+fn listener(env: &Env<'_>) -> Result<Listener, ConfigError> {
     Ok(Listener {
         host: env.text_or("HOST", "127.0.0.1"),
         port: env.number("PORT", 8080_u16)?,
@@ -267,7 +267,7 @@ fn listener(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Listener, Conf
     })
 }
 
-fn database_url(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<String, ConfigError> {
+fn database_url(env: &Env<'_>) -> Result<String, ConfigError> {
     let url = env.text_or("DATABASE_URL", "sqlite://data/shop.db");
     if !is_sqlite(&url) && !is_postgres(&url) {
         return Err(invalid(
@@ -280,7 +280,7 @@ fn database_url(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<String, Co
 
 /// The session store, the secret, the cookie and the lifetimes.
 fn session(
-    env: &Env<impl Fn(&str) -> Option<String>>,
+    env: &Env<'_>,
     app_env: AppEnv,
     host: &str,
     database_url: &str,
@@ -289,48 +289,9 @@ fn session(
         Some(name) => Backend::parse(&name).map_err(|e| invalid("SESSION_BACKEND", e))?,
         None => Backend::default_compiled().map_err(|e| invalid("SESSION_BACKEND", e))?,
     };
-    let session_database_url = match (env.text("SESSION_DATABASE_URL"), backend) {
-        (Some(url), _) => url,
-        (None, Backend::Postgres) if is_postgres(database_url) => database_url.to_owned(),
-        (None, Backend::Postgres) => {
-            return Err(invalid(
-                "SESSION_DATABASE_URL",
-                "is required for the postgres store when DATABASE_URL is not PostgreSQL",
-            ));
-        }
-        (None, _) => "sqlite://data/sessions.db".to_owned(),
-    };
-    match backend {
-        Backend::Sqlite if !is_sqlite(&session_database_url) => {
-            return Err(invalid(
-                "SESSION_DATABASE_URL",
-                "must be a sqlite:// URL for the sqlite store",
-            ));
-        }
-        Backend::Postgres if !is_postgres(&session_database_url) => {
-            return Err(invalid(
-                "SESSION_DATABASE_URL",
-                "must be a postgres:// URL for the postgres store",
-            ));
-        }
-        _ => {}
-    }
-    let redis_cluster_nodes = env.list("REDIS_CLUSTER_NODES", "");
-    if let Some(bad) = redis_cluster_nodes
-        .iter()
-        .find(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
-    {
-        return Err(invalid(
-            "REDIS_CLUSTER_NODES",
-            format!("'{}' is not a redis:// URL", redact_url(bad)),
-        ));
-    }
-    let memcached_servers = env.list("MEMCACHED_SERVERS", "127.0.0.1:11211");
-    if memcached_servers.is_empty() {
-        return Err(invalid("MEMCACHED_SERVERS", "lists no server"));
-    }
+    let store = StoreSettings::read(backend, env, database_url)?;
     Ok(SessionConfig {
-        backend,
+        store,
         secret: secret(env, app_env, host)?,
         ttl_seconds: env.number_in("SESSION_TTL_SECONDS", 1800_i64, 1..=30 * 24 * 3600)?,
         max_login_seconds: env.number_in(
@@ -339,20 +300,10 @@ fn session(
             1..=i64::MAX,
         )?,
         cookie_secure: env.flag("COOKIE_SECURE", app_env == AppEnv::Production)?,
-        database_url: session_database_url,
-        redis_url: env.text_or("REDIS_URL", "redis://127.0.0.1:6379"),
-        redis_cluster_nodes,
-        redis_min_replicas_ack: env.number_in("REDIS_MIN_REPLICAS_ACK", 0_u32, 0..=5)?,
-        memcached_servers,
-        key_prefix: env.text_or("SESSION_KEY_PREFIX", "shop:session:"),
     })
 }
 
-fn secret(
-    env: &Env<impl Fn(&str) -> Option<String>>,
-    app_env: AppEnv,
-    host: &str,
-) -> Result<Secret, ConfigError> {
+fn secret(env: &Env<'_>, app_env: AppEnv, host: &str) -> Result<Secret, ConfigError> {
     match env.text("SESSION_SECRET") {
         Some(secret) if secret.len() >= MIN_SECRET_BYTES => Ok(Secret::new(secret.into_bytes())),
         Some(secret) => Err(invalid(
@@ -380,7 +331,7 @@ fn secret(
 }
 
 /// Who the client is: the trusted proxies and the IPv6 prefix a client is counted by.
-fn clients(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<(Vec<IpNet>, u8), ConfigError> {
+fn clients(env: &Env<'_>) -> Result<(Vec<IpNet>, u8), ConfigError> {
     let trusted_proxies = env
         .list("TRUSTED_PROXIES", "")
         .iter()
@@ -450,8 +401,8 @@ mod tests {
         .count();
         let result = Config::from_lookup(|_| None);
         match compiled {
-            0 => assert_eq!(result.unwrap().session.backend, Backend::Sqlite),
-            1 => assert_ne!(result.unwrap().session.backend, Backend::Sqlite),
+            0 => assert_eq!(result.unwrap().session.backend(), Backend::Sqlite),
+            1 => assert_ne!(result.unwrap().session.backend(), Backend::Sqlite),
             _ => {
                 let err = result.unwrap_err();
                 assert_eq!(err.variable, "SESSION_BACKEND");
@@ -550,7 +501,7 @@ mod tests {
     }
 
     #[test]
-    fn flags_numbers_and_ranges_are_read_and_worded_alike_in_every_section() {
+    pub(crate) fn flags_numbers_and_ranges_are_read_and_worded_alike_in_every_section() {
         for (variable, bad) in [("COOKIE_SECURE", "yes"), ("SESSION_INSPECTOR", "on")] {
             let err = config_err(&[(variable, bad)]);
             assert_eq!(err.variable, variable);
@@ -573,8 +524,13 @@ mod tests {
             let err = config_err(&[(variable, "many")]);
             assert_eq!(err.reason, "'many' is not a valid number", "{variable}");
         }
+        #[cfg(feature = "redis")]
         assert_eq!(
-            config_err(&[("REDIS_MIN_REPLICAS_ACK", "6")]).reason,
+            config_err(&[
+                ("SESSION_BACKEND", "redis"),
+                ("REDIS_MIN_REPLICAS_ACK", "6")
+            ])
+            .reason,
             "must be 0 to 5"
         );
         assert_eq!(

@@ -7,7 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::session::OutcomeUnknown;
+use crate::session::StoreError;
 
 /// Why a page sent the visitor to sign in, named in the login page's address
 /// (`/login?reason=orders`) and said there in words. A redirect that said it with a flash message
@@ -81,6 +81,10 @@ pub enum ShopError {
     UnsupportedMediaType,
     #[error("a backing service is unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// The session store failed, by kind: unavailable, a change it may or may not have kept, a
+    /// write that reached too few replicas, state over the limit.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -106,7 +110,7 @@ impl ShopError {
                  Nothing was changed."
                     .into(),
             ),
-            ShopError::Unavailable(cause) if cause.downcast_ref::<OutcomeUnknown>().is_some() => (
+            ShopError::Store(StoreError::OutcomeUnknown(_)) => (
                 "Please check before trying again",
                 "The shop lost touch with one of its services while saving this change, and could \
                  not learn whether it was saved. Please reload the page to see, before trying \
@@ -158,6 +162,10 @@ impl ResponseError for ShopError {
             ShopError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ShopError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ShopError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Refused whole, nothing changed: the change would have made the session larger
+            // than a store takes.
+            ShopError::Store(StoreError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            ShopError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ShopError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -166,7 +174,7 @@ impl ResponseError for ShopError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ShopError::Unavailable(_) => {
+            _ if self.status_code() == StatusCode::SERVICE_UNAVAILABLE => {
                 response.insert_header(("Retry-After", RETRY_AFTER_SECONDS));
             }
             ShopError::LoginRequired(reason) => {
@@ -193,7 +201,7 @@ impl From<sqlx::Error> for ShopError {
 #[cfg(test)]
 mod tests {
     use super::{ShopError, SignInReason};
-    use crate::session::OutcomeUnknown;
+    use crate::session::StoreError;
 
     #[test]
     fn a_sign_in_reason_round_trips_through_its_name_and_nothing_else_parses() {
@@ -208,18 +216,22 @@ mod tests {
 
     #[test]
     fn a_change_that_may_have_been_kept_is_not_called_lost() {
-        let lost_reply = anyhow::anyhow!("timed out")
-            .context(OutcomeUnknown)
-            .context("while adding to the cart");
-        let (title, text) = ShopError::Unavailable(lost_reply).page_text();
+        let lost_reply = StoreError::OutcomeUnknown(anyhow::anyhow!("timed out"));
+        let (title, text) = ShopError::from(lost_reply).page_text();
         assert_eq!(title, "Please check before trying again");
         assert!(
             text.contains("could not learn whether it was saved"),
             "{text}"
         );
 
-        let (title, text) = ShopError::Unavailable(anyhow::anyhow!("refused")).page_text();
-        assert_eq!(title, "Back in a moment");
-        assert!(text.contains("Nothing is lost"), "{text}");
+        for refused in [
+            ShopError::Unavailable(anyhow::anyhow!("refused")),
+            ShopError::from(StoreError::Unavailable(anyhow::anyhow!("refused"))),
+            ShopError::from(StoreError::NotReplicated { wanted: 1 }),
+        ] {
+            let (title, text) = refused.page_text();
+            assert_eq!(title, "Back in a moment");
+            assert!(text.contains("Nothing is lost"), "{text}");
+        }
     }
 }

@@ -45,7 +45,7 @@ impl Application {
         let store = Store::connect(&config.session).await.with_context(|| {
             format!(
                 "could not reach the {} session store",
-                config.session.backend
+                config.session.backend()
             )
         })?;
         log::info!(

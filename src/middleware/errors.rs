@@ -86,6 +86,7 @@ pub async fn finish_response(
             // one symbolizes the binary's debug info (150 MiB held from then on, measured with
             // RUST_BACKTRACE=1), once per 503 of a login flood or an outage.
             Some(ShopError::Unavailable(cause)) => log::error!("{method} {path} failed: {cause:#}"),
+            Some(ShopError::Store(cause)) => log::error!("{method} {path} failed: {cause:#}"),
             _ => {}
         }
         let text = shop_error.map_or_else(|| status_text(status), ShopError::page_text);

@@ -64,8 +64,7 @@ pub async fn sessions(
     let sessions = state
         .store
         .sessions_of(user.id, current.as_deref())
-        .await
-        .map_err(ShopError::Unavailable)?
+        .await?
         .into_iter()
         .map(|s| SessionRow::of(s, now))
         .collect();
@@ -85,8 +84,7 @@ pub async fn end(
     let ending = state
         .store
         .end_session(user.id, &path, current.as_deref())
-        .await
-        .map_err(ShopError::Unavailable)?;
+        .await?;
     match ending {
         Ending::Current => {
             log::info!("User {} ended their current session.", user.id);
@@ -119,11 +117,7 @@ pub async fn end_others(
     let Some(current) = state.session_key(&req) else {
         return Err(ShopError::LoginRequired(SignInReason::Sessions));
     };
-    let ended = state
-        .store
-        .end_other_sessions(user.id, &current)
-        .await
-        .map_err(ShopError::Unavailable)?;
+    let ended = state.store.end_other_sessions(user.id, &current).await?;
     log::info!(
         "User {} logged out everywhere else ({ended} sessions).",
         user.id

@@ -230,14 +230,8 @@ impl LoginLimits {
     async fn reserve(&self, state: &AppState) -> Result<bool, ShopError> {
         let store = &state.store;
         let window = &FAILED_LOGIN_WINDOW;
-        let account = store
-            .add_to_counter(&self.per_account, 1, window)
-            .await
-            .map_err(ShopError::Unavailable)?;
-        let client = store
-            .add_to_counter(&self.per_client, 1, window)
-            .await
-            .map_err(ShopError::Unavailable)?;
+        let account = store.add_to_counter(&self.per_account, 1, window).await?;
+        let client = store.add_to_counter(&self.per_client, 1, window).await?;
         Ok(account <= MAX_FAILED_LOGINS && client <= MAX_FAILED_LOGINS_PER_CLIENT)
     }
 
@@ -245,14 +239,10 @@ impl LoginLimits {
     /// attempt no longer counts against the client.
     async fn succeeded(&self, state: &AppState) -> Result<(), ShopError> {
         let store = &state.store;
-        store
-            .reset(&self.per_account)
-            .await
-            .map_err(ShopError::Unavailable)?;
+        store.reset(&self.per_account).await?;
         store
             .add_to_counter(&self.per_client, -1, &FAILED_LOGIN_WINDOW)
-            .await
-            .map_err(ShopError::Unavailable)?;
+            .await?;
         Ok(())
     }
 }

@@ -137,7 +137,7 @@ pub async fn change_cart(
             Ok(None) => {}
             Err(ModifyError::Rejected(err)) => return Err(err),
             Err(ModifyError::Conflict) => return Err(ShopError::Conflict),
-            Err(ModifyError::Store(err)) => return Err(ShopError::Unavailable(err)),
+            Err(ModifyError::Store(err)) => return Err(err.into()),
         }
     }
     let mut cart = session.cart();

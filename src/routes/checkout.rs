@@ -252,6 +252,6 @@ fn modify_error(err: ModifyError<ShopError>) -> ShopError {
     match err {
         ModifyError::Rejected(err) => err,
         ModifyError::Conflict => ShopError::Conflict,
-        ModifyError::Store(err) => ShopError::Unavailable(err),
+        ModifyError::Store(err) => err.into(),
     }
 }

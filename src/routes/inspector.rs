@@ -35,7 +35,7 @@ pub async fn show(
         .map_or(0, |c| c.value().len());
     let key = state.session_key(&req);
     let stored = match &key {
-        Some(key) => state.store.raw(key).await.map_err(ShopError::Unavailable)?,
+        Some(key) => state.store.raw(key).await?,
         None => None,
     };
     Ok(SessionPage {

@@ -3,52 +3,51 @@
 
 use std::fmt;
 
-/// The kinds of store, whether or not this build compiled them in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Redis,
-    Postgres,
-    Memcached,
-    Memory,
+/// Declares the kinds of store, one line each: the variant, the name `SESSION_BACKEND` gives
+/// it, and the Cargo feature that compiles it in (none: always compiled, an embedded store).
+/// A store with a feature is a network store.
+macro_rules! backends {
+    ($($variant:ident = $name:literal $(if $feature:literal)?),+ $(,)?) => {
+        /// The kinds of store, whether or not this build compiled them in.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Backend {
+            $($variant),+
+        }
+
+        impl Backend {
+            pub const ALL: &[Backend] = &[$(Backend::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Backend::$variant => $name),+
+                }
+            }
+
+            /// Whether this build has the store: the network stores each need their feature.
+            pub fn is_compiled(self) -> bool {
+                match self {
+                    $(Backend::$variant => true $(&& cfg!(feature = $feature))?),+
+                }
+            }
+
+            fn is_network(self) -> bool {
+                match self {
+                    $(Backend::$variant => false $(|| !$feature.is_empty())?),+
+                }
+            }
+        }
+    };
+}
+
+backends! {
+    Sqlite = "sqlite",
+    Redis = "redis" if "redis",
+    Postgres = "postgres" if "postgres",
+    Memcached = "memcached" if "memcached",
+    Memory = "memory",
 }
 
 impl Backend {
-    pub const ALL: [Backend; 5] = [
-        Backend::Sqlite,
-        Backend::Redis,
-        Backend::Postgres,
-        Backend::Memcached,
-        Backend::Memory,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Redis => "redis",
-            Backend::Postgres => "postgres",
-            Backend::Memcached => "memcached",
-            Backend::Memory => "memory",
-        }
-    }
-
-    /// Whether this build has the store: the network stores each need their Cargo feature.
-    pub fn is_compiled(self) -> bool {
-        match self {
-            Backend::Sqlite | Backend::Memory => true,
-            Backend::Redis => cfg!(feature = "redis"),
-            Backend::Postgres => cfg!(feature = "postgres"),
-            Backend::Memcached => cfg!(feature = "memcached"),
-        }
-    }
-
-    fn is_network(self) -> bool {
-        matches!(
-            self,
-            Backend::Redis | Backend::Postgres | Backend::Memcached
-        )
-    }
-
     fn compiled_names() -> String {
         Self::ALL
             .iter()
@@ -62,11 +61,14 @@ impl Backend {
     pub fn parse(name: &str) -> Result<Self, String> {
         let name = name.trim().to_ascii_lowercase();
         let backend = Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|b| b.name() == name)
             .ok_or_else(|| {
+                let all: Vec<&str> = Self::ALL.iter().map(|b| b.name()).collect();
                 format!(
-                    "'{name}' is not a session store; choose one of: sqlite, redis, postgres, memcached, memory"
+                    "'{name}' is not a session store; choose one of: {}",
+                    all.join(", ")
                 )
             })?;
         if backend.is_compiled() {
@@ -84,7 +86,8 @@ impl Backend {
     /// SQLite when there is none.
     pub fn default_compiled() -> Result<Self, String> {
         let network: Vec<Backend> = Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|b| b.is_network() && b.is_compiled())
             .collect();
         match network.as_slice() {

@@ -3,22 +3,19 @@
 use actix_session::storage::{LoadError, SessionKey};
 use rand::RngCore;
 
-use super::State;
+use super::{State, StoreError};
 
 /// The largest encoded state a store accepts. A cart of 50 lines is about 2 KiB; the limit leaves
 /// room, and refuses (rather than truncates) anything larger.
 pub const MAX_STATE_BYTES: usize = 64 * 1024;
 
-/// State over [`MAX_STATE_BYTES`], refused whole.
-#[derive(Debug, thiserror::Error)]
-#[error("the session state is {0} bytes; the limit is {MAX_STATE_BYTES}")]
-pub struct StateTooLarge(pub usize);
-
-/// Encodes state as a JSON object of strings.
-pub fn encode(state: &State) -> anyhow::Result<String> {
-    let encoded = serde_json::to_string(state)?;
+/// Encodes state as a JSON object of strings; state over [`MAX_STATE_BYTES`] is refused whole.
+pub fn encode(state: &State) -> Result<String, StoreError> {
+    // A map of strings always serializes; were it not to, nothing would be stored.
+    let encoded =
+        serde_json::to_string(state).map_err(|err| StoreError::Unavailable(err.into()))?;
     if encoded.len() > MAX_STATE_BYTES {
-        return Err(StateTooLarge(encoded.len()).into());
+        return Err(StoreError::TooLarge(encoded.len()));
     }
     Ok(encoded)
 }
@@ -109,7 +106,7 @@ mod tests {
         let mut state = State::new();
         state.insert("big".into(), "x".repeat(MAX_STATE_BYTES));
         let err = encode(&state).unwrap_err();
-        assert!(err.downcast_ref::<StateTooLarge>().is_some());
+        assert!(matches!(err, StoreError::TooLarge(_)));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use actix_web::cookie::time::Duration;
 use serde::{Deserialize, Serialize};
 
-use super::{SignedInUser, State, Store, now, user_in};
+use super::{SignedInUser, State, Store, StoreResult, now, user_in};
 use crate::domain::UserId;
 
 /// Entries kept per user: the newest sign-ins win, and the session of an entry dropped to make
@@ -81,7 +81,7 @@ impl Store {
     }
 
     /// Adds a just-saved signed-in session to its user's record.
-    pub(super) async fn index_session(&self, user: &SignedInUser, key: &str) -> anyhow::Result<()> {
+    pub(super) async fn index_session(&self, user: &SignedInUser, key: &str) -> StoreResult<()> {
         let oldest = now() - self.max_login_seconds;
         let entry = Entry {
             id: public_id(),
@@ -112,7 +112,7 @@ impl Store {
         &self,
         user: UserId,
         current_key: Option<&str>,
-    ) -> anyhow::Result<Vec<LiveSession>> {
+    ) -> StoreResult<Vec<LiveSession>> {
         let name = record_name(user);
         let list = entries(self.read_record(&name).await?.as_deref());
         let now = now();
@@ -154,7 +154,7 @@ impl Store {
         user: UserId,
         id: &str,
         current_key: Option<&str>,
-    ) -> anyhow::Result<Ending> {
+    ) -> StoreResult<Ending> {
         let name = record_name(user);
         let list = entries(self.read_record(&name).await?.as_deref());
         let Some(entry) = list.into_iter().find(|e| e.id == id) else {
@@ -180,7 +180,7 @@ impl Store {
 
     /// Ends every session of the user but `keep_key`'s: "log out everywhere else". Returns how
     /// many were ended (sessions that had already ended count too).
-    pub async fn end_other_sessions(&self, user: UserId, keep_key: &str) -> anyhow::Result<usize> {
+    pub async fn end_other_sessions(&self, user: UserId, keep_key: &str) -> StoreResult<usize> {
         let name = record_name(user);
         let others: Vec<Entry> = entries(self.read_record(&name).await?.as_deref())
             .into_iter()
@@ -194,7 +194,7 @@ impl Store {
         Ok(others.len())
     }
 
-    async fn drop_entries(&self, name: &str, gone: impl Fn(&Entry) -> bool) -> anyhow::Result<()> {
+    async fn drop_entries(&self, name: &str, gone: impl Fn(&Entry) -> bool) -> StoreResult<()> {
         self.update_record(name, &self.index_ttl(), |raw| {
             let mut list = entries(raw);
             list.retain(|e| !gone(e));

@@ -11,8 +11,8 @@
 
 use std::time::Duration as StdDuration;
 
+use super::error::Context;
 use actix_web::cookie::time::Duration;
-use anyhow::Context;
 use memcache::exp::{
     AsyncMemcache, Get, GetResult, Meta, MutationResult, Op, OpResult, Router, Set, Ttl,
 };
@@ -20,6 +20,9 @@ use memcache::exp::{
 mod pipeline;
 
 use pipeline::Pipeline;
+
+use super::{RawStore, SlidingRead, StoreError, StoreResult};
+use crate::config::{ConfigError, Env, invalid};
 
 #[derive(Clone)]
 pub struct MemcachedStore {
@@ -83,7 +86,7 @@ const MAX_IDLE_CONNECTIONS: usize = 256;
 /// server costs a bounded number of sockets rather than one per waiting shopper.
 const MAX_CONNECTIONS: usize = 1024;
 
-async fn client(servers: &[String]) -> anyhow::Result<AsyncMemcache> {
+async fn client(servers: &[String]) -> StoreResult<AsyncMemcache> {
     AsyncMemcache::builder()
         .router(XxhRendezvous)
         .timeout(StdDuration::from_millis(500))
@@ -100,8 +103,31 @@ fn unexpected(result: &OpResult) -> memcache::exp::Error {
     memcache::exp::Error::Protocol(format!("an answer of the wrong kind: {result:?}"))
 }
 
+/// The memcached store's settings.
+#[derive(Clone, Debug)]
+pub struct MemcachedSettings {
+    /// `MEMCACHED_SERVERS`: the servers, a comma list. Default `127.0.0.1:11211`.
+    pub servers: Vec<String>,
+    /// `SESSION_KEY_PREFIX`.
+    pub key_prefix: String,
+}
+
+impl MemcachedSettings {
+    pub(crate) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let servers = env.list("MEMCACHED_SERVERS", "127.0.0.1:11211");
+        if servers.is_empty() {
+            return Err(invalid("MEMCACHED_SERVERS", "lists no server"));
+        }
+        Ok(Self {
+            servers,
+            key_prefix: super::settings::key_prefix(env),
+        })
+    }
+}
+
 impl MemcachedStore {
-    pub async fn connect(servers: &[String], prefix: &str) -> anyhow::Result<Self> {
+    pub async fn connect(settings: &MemcachedSettings) -> anyhow::Result<Self> {
+        let (servers, prefix) = (&settings.servers, &settings.key_prefix);
         let mut probes = Vec::with_capacity(servers.len());
         for server in servers {
             probes.push((server.clone(), client(std::slice::from_ref(server)).await?));
@@ -119,46 +145,6 @@ impl MemcachedStore {
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
-    }
-
-    /// Whether keys are spread over several servers, so a new key can avoid a dead one.
-    pub fn spreads_keys(&self) -> bool {
-        self.probes.len() > 1
-    }
-
-    pub fn location(&self) -> String {
-        let servers: Vec<&str> = self.probes.iter().map(|(s, _)| s.as_str()).collect();
-        format!("{} (keys {}…)", servers.join(","), self.prefix)
-    }
-
-    /// Ready while at least one server answers; names the ones that do not.
-    pub async fn ping(&self) -> anyhow::Result<()> {
-        let mut down = Vec::new();
-        for (server, probe) in &self.probes {
-            if let Err(err) = probe.get::<Vec<u8>>("shop:ping").await {
-                log::warn!("Memcached server {server} does not answer: {err}");
-                down.push(server.as_str());
-            }
-        }
-        if down.len() == self.probes.len() {
-            anyhow::bail!("no Memcached server answers ({})", down.join(", "));
-        }
-        Ok(())
-    }
-
-    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let read = self.client.get::<Vec<u8>>(self.key(key)).await;
-        self.absent_if_spread(key, read)
-    }
-
-    /// A meta get with the touch flag: the read that also slides the expiry, in the same round
-    /// trip. A missing key stays missing.
-    pub async fn get_sliding(&self, key: &str, ttl_: &Duration) -> anyhow::Result<Option<Vec<u8>>> {
-        let read = self
-            .get_op(Get::new(self.key(key)).touch(ttl(ttl_)))
-            .await
-            .map(|read| read.value);
-        self.absent_if_spread(key, read)
     }
 
     /// A meta get through the pipeline.
@@ -183,7 +169,7 @@ impl MemcachedStore {
         &self,
         key: &str,
         read: Result<Option<Vec<u8>>, memcache::exp::Error>,
-    ) -> anyhow::Result<Option<Vec<u8>>> {
+    ) -> StoreResult<Option<Vec<u8>>> {
         match read {
             Ok(raw) => Ok(raw),
             Err(err) if self.spreads_keys() => {
@@ -194,19 +180,59 @@ impl MemcachedStore {
                 );
                 Ok(None)
             }
-            Err(err) => {
-                Err(anyhow::Error::new(err).context("could not load a session from Memcached"))
+            Err(err) => Err(StoreError::Unavailable(
+                anyhow::Error::new(err).context("could not load a session from Memcached"),
+            )),
+        }
+    }
+}
+
+impl RawStore for MemcachedStore {
+    /// Whether keys are spread over several servers, so a new key can avoid a dead one.
+    fn spreads_keys(&self) -> bool {
+        self.probes.len() > 1
+    }
+
+    fn location(&self) -> String {
+        let servers: Vec<&str> = self.probes.iter().map(|(s, _)| s.as_str()).collect();
+        format!("{} (keys {}…)", servers.join(","), self.prefix)
+    }
+
+    /// Ready while at least one server answers; names the ones that do not.
+    async fn ping(&self) -> StoreResult<()> {
+        let mut down = Vec::new();
+        for (server, probe) in &self.probes {
+            if let Err(err) = probe.get::<Vec<u8>>("shop:ping").await {
+                log::warn!("Memcached server {server} does not answer: {err}");
+                down.push(server.as_str());
             }
         }
+        if down.len() == self.probes.len() {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "no Memcached server answers ({})",
+                down.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let read = self.client.get::<Vec<u8>>(self.key(key)).await;
+        self.absent_if_spread(key, read)
+    }
+
+    /// A meta get with the touch flag: the read that also slides the expiry, in the same round
+    /// trip. A missing key stays missing.
+    async fn get_sliding(&self, key: &str, ttl_: &Duration) -> StoreResult<SlidingRead> {
+        let read = self
+            .get_op(Get::new(self.key(key)).touch(ttl(ttl_)))
+            .await
+            .map(|read| read.value);
+        self.absent_if_spread(key, read).map(SlidingRead::slid)
     }
 
     /// `add`: stores state only under a key no session has.
-    pub async fn insert_new(
-        &self,
-        key: &str,
-        state: &str,
-        ttl_: &Duration,
-    ) -> anyhow::Result<bool> {
+    async fn insert_new(&self, key: &str, state: &str, ttl_: &Duration) -> StoreResult<bool> {
         self.client
             .add(self.key(key), state, ttl(ttl_))
             .await
@@ -214,7 +240,7 @@ impl MemcachedStore {
     }
 
     /// `replace`: a session deleted meanwhile (logout) or expired stays gone.
-    pub async fn replace(&self, key: &str, state: &str, ttl_: &Duration) -> anyhow::Result<()> {
+    async fn replace(&self, key: &str, state: &str, ttl_: &Duration) -> StoreResult<()> {
         self.client
             .replace(self.key(key), state, ttl(ttl_))
             .await
@@ -224,13 +250,13 @@ impl MemcachedStore {
 
     /// Replaces the state under `key` only if it is still exactly `expected`: `gets` for the
     /// value and its CAS token, then a `set` that applies only while the token still matches.
-    pub async fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         key: &str,
         expected: &[u8],
         state: &str,
         ttl_: &Duration,
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         let key = self.key(key);
         let current = self
             .get_op(Get::new(&key).meta(Meta::NONE.cas()))
@@ -251,12 +277,7 @@ impl MemcachedStore {
 
     /// A meta arithmetic command: creates the counter at `delta` (or 0) if missing, else adds
     /// `delta` (a decrement stops at zero), and restarts its window.
-    pub async fn add_to_counter(
-        &self,
-        name: &str,
-        delta: i64,
-        window: &Duration,
-    ) -> anyhow::Result<i64> {
+    async fn add_to_counter(&self, name: &str, delta: i64, window: &Duration) -> StoreResult<i64> {
         let key = self.key(name);
         let seconds = u32::try_from(window.whole_seconds())
             .unwrap_or(u32::MAX)
@@ -282,14 +303,14 @@ impl MemcachedStore {
             .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)))
     }
 
-    pub async fn touch(&self, key: &str, ttl_: &Duration) -> anyhow::Result<()> {
+    async fn touch(&self, key: &str, ttl_: &Duration) -> StoreResult<()> {
         self.client
             .touch(self.key(key), ttl(ttl_))
             .await
             .context("could not refresh a session's expiry in Memcached")
     }
 
-    pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
+    async fn remove(&self, key: &str) -> StoreResult<()> {
         self.client
             .delete(self.key(key))
             .await
@@ -297,7 +318,7 @@ impl MemcachedStore {
     }
 
     /// The stored value and its remaining lifetime in seconds, as Memcached holds them.
-    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+    async fn raw(&self, key: &str) -> StoreResult<Option<(String, i64)>> {
         let key = self.key(key);
         let Some(value) = self.client.get::<Vec<u8>>(&key).await? else {
             return Ok(None);

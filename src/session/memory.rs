@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use actix_web::cookie::time::Duration;
 
 use super::codec::{millis, now_millis};
+use super::{RawStore, SlidingRead, StoreResult};
 
 type Entries = HashMap<String, (String, i64)>;
 
@@ -30,31 +31,29 @@ impl MemoryStore {
         let now = now_millis();
         self.with_map(|map| map.get(key).filter(|(_, exp)| *exp > now).cloned())
     }
+}
 
-    pub fn location(&self) -> String {
+impl RawStore for MemoryStore {
+    fn location(&self) -> String {
         "this process's memory".to_owned()
     }
 
-    pub async fn ping(&self) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.live(key).map(|(state, _)| state.into_bytes()))
     }
 
     /// The live state under `key`, its expiry pushed to now + `ttl`.
-    pub async fn get_sliding(&self, key: &str, ttl: &Duration) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn get_sliding(&self, key: &str, ttl: &Duration) -> StoreResult<SlidingRead> {
         let now = now_millis();
-        Ok(self.with_map(|map| {
+        Ok(SlidingRead::slid(self.with_map(|map| {
             let (state, expires_at) = map.get_mut(key).filter(|(_, exp)| *exp > now)?;
             *expires_at = now + millis(ttl);
             Some(state.clone().into_bytes())
-        }))
+        })))
     }
 
     /// Stores encoded state under `key` unless a live session has it.
-    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
+    async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> StoreResult<bool> {
         let now = now_millis();
         Ok(self.with_map(|map| match map.get(key) {
             Some((_, expires_at)) if *expires_at > now => false,
@@ -66,7 +65,7 @@ impl MemoryStore {
     }
 
     /// Rewrites a live entry only.
-    pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
+    async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> StoreResult<()> {
         let now = now_millis();
         self.with_map(|map| {
             if let Some(entry) = map.get_mut(key).filter(|(_, exp)| *exp > now) {
@@ -77,13 +76,13 @@ impl MemoryStore {
     }
 
     /// Replaces the live state under `key` only if it is still exactly `expected`.
-    pub async fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         key: &str,
         expected: &[u8],
         state: &str,
         ttl: &Duration,
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         let now = now_millis();
         Ok(self.with_map(|map| match map.get_mut(key) {
             Some(entry) if entry.1 > now && entry.0.as_bytes() == expected => {
@@ -95,12 +94,7 @@ impl MemoryStore {
     }
 
     /// Adds to a counter kept as text, restarting its window; never below zero.
-    pub async fn add_to_counter(
-        &self,
-        name: &str,
-        delta: i64,
-        window: &Duration,
-    ) -> anyhow::Result<i64> {
+    async fn add_to_counter(&self, name: &str, delta: i64, window: &Duration) -> StoreResult<i64> {
         let now = now_millis();
         Ok(self.with_map(|map| {
             let current = map
@@ -114,7 +108,7 @@ impl MemoryStore {
         }))
     }
 
-    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
+    async fn touch(&self, key: &str, ttl: &Duration) -> StoreResult<()> {
         let now = now_millis();
         self.with_map(|map| {
             if let Some(entry) = map.get_mut(key).filter(|(_, exp)| *exp > now) {
@@ -124,23 +118,23 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
+    async fn remove(&self, key: &str) -> StoreResult<()> {
         self.with_map(|map| map.remove(key));
         Ok(())
     }
 
     /// The state as stored and the seconds it has left.
-    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+    async fn raw(&self, key: &str) -> StoreResult<Option<(String, i64)>> {
         let entry = self.with_map(|map| map.get(key).cloned());
         Ok(entry.map(|(state, expires_at)| (state, (expires_at - now_millis()) / 1000)))
     }
 
-    pub fn reap_expired(&self) -> u64 {
+    async fn reap_expired(&self) -> StoreResult<u64> {
         let now = now_millis();
-        self.with_map(|map| {
+        Ok(self.with_map(|map| {
             let before = map.len();
             map.retain(|_, (_, expires_at)| *expires_at > now);
             (before - map.len()) as u64
-        })
+        }))
     }
 }

@@ -9,6 +9,7 @@
 mod backend;
 mod codec;
 pub mod csrf;
+mod error;
 mod index;
 #[cfg(feature = "memcached")]
 mod memcached;
@@ -16,6 +17,7 @@ mod memory;
 mod modify;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod raw;
 #[cfg(feature = "redis")]
 mod redis;
 mod settings;
@@ -30,18 +32,27 @@ use std::collections::HashMap;
 
 pub use crate::domain::now;
 pub use backend::Backend;
-pub use codec::{MAX_STATE_BYTES, StateTooLarge};
+pub use codec::MAX_STATE_BYTES;
+pub use error::StoreError;
 
 pub use index::{Ending, LiveSession};
+#[cfg(feature = "memcached")]
+pub use memcached::MemcachedSettings;
 #[cfg(feature = "memcached")]
 pub use memcached::{MemcachedStore, XxhRendezvous};
 pub use memory::MemoryStore;
 pub use modify::{ModifyError, ReadAtStart};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresSettings;
+pub use raw::{RawStore, SlidingRead, StoreResult};
+#[cfg(feature = "redis")]
+pub use redis::RedisSettings;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use settings::{Secret, SessionConfig, SessionSettings, redact_url};
+pub use settings::{Secret, SessionConfig, SessionSettings, StoreSettings, redact_url};
 pub use shop_session::{ShopSession, end_if_past_lifetime};
 pub use sql::SqlStore;
+pub use sqlite::SqliteSettings;
 pub use stats::{Operation, StoreStats};
 pub use store::Store;
 pub use values::{
@@ -55,20 +66,12 @@ pub type State = HashMap<String, String>;
 /// The entry under which a loaded state carries the bytes it was read from, to `update`.
 pub const LOADED: &str = "__loaded";
 
-/// A change the store may or may not have kept: its reply was lost (a master died mid-request)
-/// and asking again did not tell, or it could not be undone after too few replicas got it. Put
-/// as context on the store's error, so that the shopper is asked to look before trying again
-/// instead of being told nothing changed.
-#[derive(Debug, thiserror::Error)]
-#[error("the store may or may not have kept the change")]
-pub struct OutcomeUnknown;
-
 /// The codec, for the property tests next to the domain types.
 #[cfg(test)]
 pub(crate) mod codec_for_tests {
     use super::{State, codec};
 
-    pub fn encode(state: &State) -> anyhow::Result<String> {
+    pub fn encode(state: &State) -> Result<String, super::StoreError> {
         codec::encode(state)
     }
 

@@ -7,7 +7,7 @@ use actix_web::cookie::time::Duration;
 
 use super::codec::{decode, encode};
 use super::store::dispatch;
-use super::{Operation, State, Store};
+use super::{Operation, RawStore, State, Store, StoreError, StoreResult};
 
 /// Tries of a `modify` before it answers "please try again". With the backoff below, 16 tries
 /// wait up to about a quarter of a second in all: enough for 50 simultaneous adds to one cart.
@@ -23,7 +23,7 @@ pub enum ModifyError<E> {
     #[error(transparent)]
     Rejected(E),
     #[error(transparent)]
-    Store(anyhow::Error),
+    Store(StoreError),
 }
 
 /// What a request read at its start: the bytes (the compare-and-set's expected value) and, if
@@ -114,7 +114,7 @@ impl Store {
         name: &str,
         ttl: &Duration,
         mut change: impl FnMut(Option<&[u8]>) -> (String, T),
-    ) -> anyhow::Result<T> {
+    ) -> StoreResult<T> {
         for attempt in 1..=MODIFY_ATTEMPTS {
             let raw = self.read_record(name).await?;
             let (next, out) = change(raw.as_deref());
@@ -132,11 +132,13 @@ impl Store {
             }
             back_off(attempt).await;
         }
-        anyhow::bail!("the record {name} kept changing")
+        Err(StoreError::Unavailable(anyhow::anyhow!(
+            "the record {name} kept changing"
+        )))
     }
 
     /// The bytes of the record under `name`, if it is live.
-    pub(crate) async fn read_record(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    pub(crate) async fn read_record(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         self.measured(Operation::Load, async {
             dispatch!(self, store => await store.get(name))
         })
@@ -144,12 +146,12 @@ impl Store {
     }
 
     /// What `raw` gives, counted as a read.
-    pub(crate) async fn read_raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+    pub(crate) async fn read_raw(&self, key: &str) -> StoreResult<Option<(String, i64)>> {
         self.measured(Operation::Load, self.raw(key)).await
     }
 
     /// Deletes whatever is stored under `key`.
-    pub(crate) async fn remove_key(&self, key: &str) -> anyhow::Result<()> {
+    pub(crate) async fn remove_key(&self, key: &str) -> StoreResult<()> {
         self.measured(Operation::Delete, async {
             dispatch!(self, store => await store.remove(key))
         })
@@ -165,7 +167,7 @@ impl Store {
         name: &str,
         delta: i64,
         window: &Duration,
-    ) -> anyhow::Result<i64> {
+    ) -> StoreResult<i64> {
         self.measured(Operation::Update, async {
             dispatch!(self, store => await store.add_to_counter(name, delta, window))
         })
@@ -173,7 +175,7 @@ impl Store {
     }
 
     /// Forgets the counter under `name`.
-    pub async fn reset(&self, name: &str) -> anyhow::Result<()> {
+    pub async fn reset(&self, name: &str) -> StoreResult<()> {
         self.remove_key(name).await
     }
 }

@@ -2,13 +2,53 @@
 //! the same table as the SQLite store, in `SESSION_DATABASE_URL` (by default the shop's own
 //! database). Expiry is enforced by every query; the reaper runs under an advisory lock.
 
-use anyhow::Context;
+use super::error::Context;
 
 use super::redact_url;
 use super::sql::{Dialect, SqlStore};
+use crate::config::{ConfigError, Env, invalid, is_postgres};
 use crate::db::connect_any;
 
-pub async fn connect(url: &str) -> anyhow::Result<SqlStore> {
+/// The postgres store's settings.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    /// `SESSION_DATABASE_URL`: the PostgreSQL database holding the sessions. Default:
+    /// `DATABASE_URL`, when that is a PostgreSQL URL.
+    pub database_url: String,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("database_url", &redact_url(&self.database_url))
+            .finish()
+    }
+}
+
+impl PostgresSettings {
+    pub(crate) fn read(env: &Env<'_>, shop_database_url: &str) -> Result<Self, ConfigError> {
+        let database_url = match env.text("SESSION_DATABASE_URL") {
+            Some(url) => url,
+            None if is_postgres(shop_database_url) => shop_database_url.to_owned(),
+            None => {
+                return Err(invalid(
+                    "SESSION_DATABASE_URL",
+                    "is required for the postgres store when DATABASE_URL is not PostgreSQL",
+                ));
+            }
+        };
+        if !is_postgres(&database_url) {
+            return Err(invalid(
+                "SESSION_DATABASE_URL",
+                "must be a postgres:// URL for the postgres store",
+            ));
+        }
+        Ok(Self { database_url })
+    }
+}
+
+pub async fn connect(settings: &PostgresSettings) -> anyhow::Result<SqlStore> {
+    let url = &settings.database_url;
     let pool = connect_any(url, 16)
         .await
         .context("could not connect to the PostgreSQL session database")?;

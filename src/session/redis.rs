@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
 
+use super::error::Context;
 use actix_web::cookie::time::Duration;
-use anyhow::Context;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
@@ -25,7 +25,8 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
 
 use super::codec::millis;
 use super::redact_url;
-use super::{OutcomeUnknown, SessionConfig};
+use super::{RawStore, SlidingRead, StoreError, StoreResult};
+use crate::config::{ConfigError, Env, invalid};
 
 /// How long a write waits for its replicas when `REDIS_MIN_REPLICAS_ACK` asks for them. A
 /// replica on the same network acknowledges in well under a millisecond; past this the write
@@ -93,12 +94,52 @@ pub struct RedisStore {
     location: String,
 }
 
-/// A write that reached the master but not enough replicas within [`WAIT_TIMEOUT_MS`]: it is
-/// answered as failed (and undone where that is possible), never kept silently on one node.
-#[derive(Debug, thiserror::Error)]
-#[error("the write did not reach the {wanted} replica(s) required within {WAIT_TIMEOUT_MS} ms")]
-pub struct NotReplicated {
-    pub wanted: u32,
+/// The redis store's settings.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `REDIS_URL`: the Redis server. Default `redis://127.0.0.1:6379`.
+    pub url: String,
+    /// `REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster, a comma list of `redis://` URLs;
+    /// when set, the store is that cluster and `REDIS_URL` is not used. Default: none.
+    pub cluster_nodes: Vec<String>,
+    /// `REDIS_MIN_REPLICAS_ACK`: replicas that must have every write before it is acknowledged
+    /// (`WAIT`), 0 to 5. Default `0`: Redis's asynchronous replication.
+    pub min_replicas_ack: u32,
+    /// `SESSION_KEY_PREFIX`.
+    pub key_prefix: String,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = self.cluster_nodes.iter().map(|n| redact_url(n)).collect();
+        f.debug_struct("RedisSettings")
+            .field("url", &redact_url(&self.url))
+            .field("cluster_nodes", &nodes)
+            .field("min_replicas_ack", &self.min_replicas_ack)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+impl RedisSettings {
+    pub(crate) fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let cluster_nodes = env.list("REDIS_CLUSTER_NODES", "");
+        if let Some(bad) = cluster_nodes
+            .iter()
+            .find(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "REDIS_CLUSTER_NODES",
+                format!("'{}' is not a redis:// URL", redact_url(bad)),
+            ));
+        }
+        Ok(Self {
+            url: env.text_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            cluster_nodes,
+            min_replicas_ack: env.number_in("REDIS_MIN_REPLICAS_ACK", 0_u32, 0..=5)?,
+            key_prefix: super::settings::key_prefix(env),
+        })
+    }
 }
 
 /// A Lua script sent as `EVALSHA`, and as `EVAL` (which also caches it) on a node that does not
@@ -188,9 +229,9 @@ impl RedisStore {
     /// Connects once; afterwards the connection reconnects by itself (a cluster connection also
     /// follows `MOVED` and refreshes its slots after a failover), and a command during an outage
     /// fails within a second or two instead of hanging.
-    pub async fn connect(config: &SessionConfig) -> anyhow::Result<Self> {
-        let (target, location) = if config.redis_cluster_nodes.is_empty() {
-            let client = redis::Client::open(config.redis_url.as_str())
+    pub async fn connect(config: &RedisSettings) -> anyhow::Result<Self> {
+        let (target, location) = if config.cluster_nodes.is_empty() {
+            let client = redis::Client::open(config.url.as_str())
                 .context("REDIS_URL is not a valid Redis URL")?;
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(StdDuration::from_secs(1))
@@ -202,10 +243,10 @@ impl RedisStore {
                     client,
                     config: manager,
                 },
-                redact_url(&config.redis_url),
+                redact_url(&config.url),
             )
         } else {
-            let client = ClusterClientBuilder::new(config.redis_cluster_nodes.clone())
+            let client = ClusterClientBuilder::new(config.cluster_nodes.clone())
                 .connection_timeout(StdDuration::from_secs(1))
                 .response_timeout(StdDuration::from_secs(1))
                 // A request retries a moved or failing slot twice, a few hundred milliseconds
@@ -215,11 +256,7 @@ impl RedisStore {
                 .max_retry_wait(500)
                 .build()
                 .context("REDIS_CLUSTER_NODES does not describe a Redis Cluster")?;
-            let nodes: Vec<String> = config
-                .redis_cluster_nodes
-                .iter()
-                .map(|n| redact_url(n))
-                .collect();
+            let nodes: Vec<String> = config.cluster_nodes.iter().map(|n| redact_url(n)).collect();
             (
                 Target::Cluster(client),
                 format!("the Redis Cluster seeded by {}", nodes.join(", ")),
@@ -227,7 +264,7 @@ impl RedisStore {
         };
         let store = Self {
             target,
-            min_replicas_ack: config.redis_min_replicas_ack,
+            min_replicas_ack: config.min_replicas_ack,
             id: rand::random(),
             prefix: config.key_prefix.clone(),
             location,
@@ -282,17 +319,6 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
-    pub fn location(&self) -> String {
-        format!("{} (keys {}…)", self.location, self.prefix)
-    }
-
-    pub async fn ping(&self) -> anyhow::Result<()> {
-        let _: () = redis::cmd("PING")
-            .query_async(&mut self.connection().await?)
-            .await?;
-        Ok(())
-    }
-
     /// A write and, when replicas must have it, `WAIT` in the same round trip to the same node
     /// (a pipeline goes to the master of its key). Returns the write's reply and whether enough
     /// replicas acknowledged it. A script unknown to the node is sent again by source.
@@ -334,105 +360,10 @@ impl RedisStore {
         unreachable!("the second attempt returns")
     }
 
-    fn not_replicated(&self) -> anyhow::Error {
-        NotReplicated {
+    fn not_replicated(&self) -> StoreError {
+        StoreError::NotReplicated {
             wanted: self.min_replicas_ack,
         }
-        .into()
-    }
-
-    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        redis::cmd("GET")
-            .arg(self.key(key))
-            .query_async(&mut self.connection().await?)
-            .await
-            .context("could not load a session from Redis")
-    }
-
-    /// `GETEX … PX`: the read that also slides the expiry, in the same round trip. A missing
-    /// key stays missing. (A slide is not waited for: losing one costs a little idle time.)
-    pub async fn get_sliding(&self, key: &str, ttl: &Duration) -> anyhow::Result<Option<Vec<u8>>> {
-        redis::cmd("GETEX")
-            .arg(self.key(key))
-            .arg("PX")
-            .arg(millis(ttl).max(1))
-            .query_async(&mut self.connection().await?)
-            .await
-            .context("could not load a session from Redis")
-    }
-
-    /// `SET … NX EX`: stores state only under a key no session has. Not replicated in time, the
-    /// new key is deleted again and the save fails.
-    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
-        let full = self.key(key);
-        let (stored, replicated): (Option<String>, bool) = self
-            .write(|_| set(&full, state, "NX", ttl))
-            .await
-            .context("could not save a session to Redis")?;
-        if stored.is_some() && !replicated {
-            let _ = self.remove(key).await;
-            return Err(self.not_replicated());
-        }
-        Ok(stored.is_some())
-    }
-
-    /// `SET … XX EX`: a key deleted meanwhile (logout) or expired stays gone.
-    pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
-        let full = self.key(key);
-        let (_, replicated): (Option<String>, bool) = self
-            .write(|_| set(&full, state, "XX", ttl))
-            .await
-            .context("could not update a session in Redis")?;
-        if !replicated {
-            return Err(self.not_replicated());
-        }
-        Ok(())
-    }
-
-    /// Replaces the state under `key` only if it is still exactly `expected`, atomically in a
-    /// Lua script. Swapped but not replicated in time, it is swapped back (if nothing changed
-    /// it since) and the change fails: the shopper is told nothing changed.
-    pub async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: &[u8],
-        state: &str,
-        ttl: &Duration,
-    ) -> anyhow::Result<bool> {
-        let full = self.key(key);
-        let ttl = seconds(ttl).to_string();
-        let attempt = self
-            .write(|by_source| {
-                COMPARE_AND_SWAP.call(
-                    by_source,
-                    &full,
-                    &[expected, state.as_bytes(), ttl.as_bytes()],
-                )
-            })
-            .await;
-        let (swapped, replicated): (i64, bool) = match attempt {
-            Ok(reply) => reply,
-            // Whatever the error, an earlier try may have been applied: sent with no reply, the
-            // master may have applied it (and passed it on) before it died, and the cluster
-            // client retries such a request by itself, so the error it ends with can be a later
-            // try's (`MOVED` to the dead master, `CLUSTERDOWN` while the cluster fails over).
-            // Ask the slot's master, once there is one, instead of guessing.
-            Err(err) => self
-                .confirm(&full, state, &ttl)
-                .await
-                .with_context(|| {
-                    format!("could not update a session in Redis, nor learn whether it was: {err}")
-                })
-                .context(OutcomeUnknown)?,
-        };
-        if swapped == 1 && !replicated {
-            return Err(if self.undo(&full, state, expected, &ttl).await {
-                self.not_replicated()
-            } else {
-                self.not_replicated().context(OutcomeUnknown)
-            });
-        }
-        Ok(swapped == 1)
     }
 
     /// Puts `expected` back where this request wrote `state`, if nothing changed it since;
@@ -498,64 +429,6 @@ impl RedisStore {
             }
         }
     }
-
-    /// `INCRBY` and `PEXPIRE` in one script: the counter's new value.
-    pub async fn add_to_counter(
-        &self,
-        name: &str,
-        delta: i64,
-        window: &Duration,
-    ) -> anyhow::Result<i64> {
-        let full = self.key(name);
-        let (delta, window) = (delta.to_string(), millis(window).max(1).to_string());
-        let (value, replicated): (i64, bool) = self
-            .write(|by_source| {
-                ADD_TO_COUNTER.call(by_source, &full, &[delta.as_bytes(), window.as_bytes()])
-            })
-            .await
-            .context("could not count in Redis")?;
-        if !replicated {
-            return Err(self.not_replicated());
-        }
-        Ok(value)
-    }
-
-    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
-        let _: bool = redis::cmd("EXPIRE")
-            .arg(self.key(key))
-            .arg(seconds(ttl))
-            .query_async(&mut self.connection().await?)
-            .await
-            .context("could not refresh a session's expiry in Redis")?;
-        Ok(())
-    }
-
-    /// `DEL`, waited for like every write: a logout that a failover could undo is not a logout.
-    pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
-        let full = self.key(key);
-        let (_, replicated): (i64, bool) = self
-            .write(|_| {
-                let mut cmd = redis::cmd("DEL");
-                cmd.arg(&full);
-                cmd
-            })
-            .await
-            .context("could not delete a session from Redis")?;
-        if !replicated {
-            return Err(self.not_replicated());
-        }
-        Ok(())
-    }
-
-    /// The stored value and its remaining lifetime in seconds, as Redis holds them.
-    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
-        let (value, ttl): (Option<Vec<u8>>, i64) = redis::pipe()
-            .get(self.key(key))
-            .ttl(self.key(key))
-            .query_async(&mut self.connection().await?)
-            .await?;
-        Ok(value.map(|v| (String::from_utf8_lossy(&v).into_owned(), ttl)))
-    }
 }
 
 /// The cluster's masters with how many slots each serves, from `CLUSTER SHARDS`.
@@ -591,4 +464,166 @@ async fn cluster_masters(connection: &mut Connection) -> anyhow::Result<Vec<(Str
     }
     masters.sort();
     Ok(masters)
+}
+
+impl RawStore for RedisStore {
+    fn location(&self) -> String {
+        format!("{} (keys {}…)", self.location, self.prefix)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let _: () = redis::cmd("PING")
+            .query_async(&mut self.connection().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        redis::cmd("GET")
+            .arg(self.key(key))
+            .query_async(&mut self.connection().await?)
+            .await
+            .context("could not load a session from Redis")
+    }
+
+    /// `GETEX … PX`: the read that also slides the expiry, in the same round trip. A missing
+    /// key stays missing. (A slide is not waited for: losing one costs a little idle time.)
+    async fn get_sliding(&self, key: &str, ttl: &Duration) -> StoreResult<SlidingRead> {
+        redis::cmd("GETEX")
+            .arg(self.key(key))
+            .arg("PX")
+            .arg(millis(ttl).max(1))
+            .query_async(&mut self.connection().await?)
+            .await
+            .context("could not load a session from Redis")
+            .map(SlidingRead::slid)
+    }
+
+    /// `SET … NX EX`: stores state only under a key no session has. Not replicated in time, the
+    /// new key is deleted again and the save fails.
+    async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> StoreResult<bool> {
+        let full = self.key(key);
+        let (stored, replicated): (Option<String>, bool) = self
+            .write(|_| set(&full, state, "NX", ttl))
+            .await
+            .context("could not save a session to Redis")?;
+        if stored.is_some() && !replicated {
+            let _ = self.remove(key).await;
+            return Err(self.not_replicated());
+        }
+        Ok(stored.is_some())
+    }
+
+    /// `SET … XX EX`: a key deleted meanwhile (logout) or expired stays gone.
+    async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> StoreResult<()> {
+        let full = self.key(key);
+        let (_, replicated): (Option<String>, bool) = self
+            .write(|_| set(&full, state, "XX", ttl))
+            .await
+            .context("could not update a session in Redis")?;
+        if !replicated {
+            return Err(self.not_replicated());
+        }
+        Ok(())
+    }
+
+    /// Replaces the state under `key` only if it is still exactly `expected`, atomically in a
+    /// Lua script. Swapped but not replicated in time, it is swapped back (if nothing changed
+    /// it since) and the change fails: the shopper is told nothing changed.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        state: &str,
+        ttl: &Duration,
+    ) -> StoreResult<bool> {
+        let full = self.key(key);
+        let ttl = seconds(ttl).to_string();
+        let attempt = self
+            .write(|by_source| {
+                COMPARE_AND_SWAP.call(
+                    by_source,
+                    &full,
+                    &[expected, state.as_bytes(), ttl.as_bytes()],
+                )
+            })
+            .await;
+        let (swapped, replicated): (i64, bool) = match attempt {
+            Ok(reply) => reply,
+            // Whatever the error, an earlier try may have been applied: sent with no reply, the
+            // master may have applied it (and passed it on) before it died, and the cluster
+            // client retries such a request by itself, so the error it ends with can be a later
+            // try's (`MOVED` to the dead master, `CLUSTERDOWN` while the cluster fails over).
+            // Ask the slot's master, once there is one, instead of guessing.
+            Err(err) => self.confirm(&full, state, &ttl).await.map_err(|cause| {
+                StoreError::OutcomeUnknown(anyhow::Error::from(cause).context(format!(
+                    "could not update a session in Redis, nor learn whether it was: {err}"
+                )))
+            })?,
+        };
+        if swapped == 1 && !replicated {
+            return Err(if self.undo(&full, state, expected, &ttl).await {
+                self.not_replicated()
+            } else {
+                StoreError::OutcomeUnknown(anyhow::anyhow!(
+                    "the write did not reach the {} replica(s) required, and could not be undone",
+                    self.min_replicas_ack
+                ))
+            });
+        }
+        Ok(swapped == 1)
+    }
+
+    /// `INCRBY` and `PEXPIRE` in one script: the counter's new value.
+    async fn add_to_counter(&self, name: &str, delta: i64, window: &Duration) -> StoreResult<i64> {
+        let full = self.key(name);
+        let (delta, window) = (delta.to_string(), millis(window).max(1).to_string());
+        let (value, replicated): (i64, bool) = self
+            .write(|by_source| {
+                ADD_TO_COUNTER.call(by_source, &full, &[delta.as_bytes(), window.as_bytes()])
+            })
+            .await
+            .context("could not count in Redis")?;
+        if !replicated {
+            return Err(self.not_replicated());
+        }
+        Ok(value)
+    }
+
+    async fn touch(&self, key: &str, ttl: &Duration) -> StoreResult<()> {
+        let _: bool = redis::cmd("EXPIRE")
+            .arg(self.key(key))
+            .arg(seconds(ttl))
+            .query_async(&mut self.connection().await?)
+            .await
+            .context("could not refresh a session's expiry in Redis")?;
+        Ok(())
+    }
+
+    /// `DEL`, waited for like every write: a logout that a failover could undo is not a logout.
+    async fn remove(&self, key: &str) -> StoreResult<()> {
+        let full = self.key(key);
+        let (_, replicated): (i64, bool) = self
+            .write(|_| {
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(&full);
+                cmd
+            })
+            .await
+            .context("could not delete a session from Redis")?;
+        if !replicated {
+            return Err(self.not_replicated());
+        }
+        Ok(())
+    }
+
+    /// The stored value and its remaining lifetime in seconds, as Redis holds them.
+    async fn raw(&self, key: &str) -> StoreResult<Option<(String, i64)>> {
+        let (value, ttl): (Option<Vec<u8>>, i64) = redis::pipe()
+            .get(self.key(key))
+            .ttl(self.key(key))
+            .query_async(&mut self.connection().await?)
+            .await?;
+        Ok(value.map(|v| (String::from_utf8_lossy(&v).into_owned(), ttl)))
+    }
 }

@@ -7,13 +7,20 @@ use std::fmt;
 use actix_web::cookie::Key;
 
 use super::Backend;
+#[cfg(feature = "memcached")]
+use super::memcached::MemcachedSettings;
+#[cfg(feature = "postgres")]
+use super::postgres::PostgresSettings;
+#[cfg(feature = "redis")]
+use super::redis::RedisSettings;
+use super::sqlite::SqliteSettings;
+use crate::config::{ConfigError, Env};
 
 /// Settings of the session layer.
 #[derive(Clone)]
 pub struct SessionConfig {
-    /// `SESSION_BACKEND`: `sqlite`, `redis`, `postgres`, `memcached` or `memory`.
-    /// Default: the one network store compiled in, else `sqlite`.
-    pub backend: Backend,
+    /// `SESSION_BACKEND`, and the chosen store's own settings.
+    pub store: StoreSettings,
     /// `SESSION_SECRET`: at least 64 bytes, the same on every instance.
     pub secret: Secret,
     /// `SESSION_TTL_SECONDS`: idle expiry enforced by the store. Default `1800`.
@@ -23,22 +30,80 @@ pub struct SessionConfig {
     pub max_login_seconds: i64,
     /// `COOKIE_SECURE`: the cookie's `Secure` flag. Default `true` in production, else `false`.
     pub cookie_secure: bool,
-    /// `SESSION_DATABASE_URL`: the SQLite file (sqlite store) or PostgreSQL database (postgres
-    /// store) holding the sessions. Default `sqlite://data/sessions.db` for sqlite, and
-    /// `DATABASE_URL` for postgres when that is a PostgreSQL URL.
-    pub database_url: String,
-    /// `REDIS_URL`: the Redis store. Default `redis://127.0.0.1:6379`.
-    pub redis_url: String,
-    /// `REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster, a comma list of `redis://` URLs;
-    /// when set, the Redis store is that cluster and `REDIS_URL` is not used. Default: none.
-    pub redis_cluster_nodes: Vec<String>,
-    /// `REDIS_MIN_REPLICAS_ACK`: replicas that must have every write before it is acknowledged
-    /// (`WAIT`). Default `0`: Redis's asynchronous replication.
-    pub redis_min_replicas_ack: u32,
-    /// `MEMCACHED_SERVERS`: the Memcached store, a comma list. Default `127.0.0.1:11211`.
-    pub memcached_servers: Vec<String>,
-    /// `SESSION_KEY_PREFIX`: prefix of every key in a shared store. Default `shop:session:`.
-    pub key_prefix: String,
+}
+
+impl SessionConfig {
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
+    }
+}
+
+/// The store `SESSION_BACKEND` names (default: the one network store compiled in, else
+/// `sqlite`), with its own settings, each read by its store's file beside the store.
+#[derive(Clone, Debug)]
+pub enum StoreSettings {
+    Sqlite(SqliteSettings),
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresSettings),
+    #[cfg(feature = "redis")]
+    Redis(RedisSettings),
+    #[cfg(feature = "memcached")]
+    Memcached(MemcachedSettings),
+    Memory,
+}
+
+impl StoreSettings {
+    /// The settings of the store `backend`, read by that store; `database_url` is the shop's
+    /// own database, which the postgres store uses by default.
+    pub(crate) fn read(
+        backend: Backend,
+        env: &Env<'_>,
+        database_url: &str,
+    ) -> Result<Self, ConfigError> {
+        Ok(match backend {
+            Backend::Sqlite => StoreSettings::Sqlite(SqliteSettings::read(env)?),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                StoreSettings::Postgres(PostgresSettings::read(env, database_url)?)
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis => StoreSettings::Redis(RedisSettings::read(env)?),
+            #[cfg(feature = "memcached")]
+            Backend::Memcached => StoreSettings::Memcached(MemcachedSettings::read(env)?),
+            Backend::Memory => StoreSettings::Memory,
+            #[allow(
+                unreachable_patterns,
+                reason = "reachable when a store's feature is off; Backend::parse refuses it first"
+            )]
+            other => {
+                let _ = database_url;
+                return Err(crate::config::invalid(
+                    "SESSION_BACKEND",
+                    format!("the {other} store is not compiled into this build"),
+                ));
+            }
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            StoreSettings::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            StoreSettings::Postgres(_) => Backend::Postgres,
+            #[cfg(feature = "redis")]
+            StoreSettings::Redis(_) => Backend::Redis,
+            #[cfg(feature = "memcached")]
+            StoreSettings::Memcached(_) => Backend::Memcached,
+            StoreSettings::Memory => Backend::Memory,
+        }
+    }
+}
+
+/// `SESSION_KEY_PREFIX`: prefix of every key in a shared store (Redis, Memcached). Default
+/// `shop:session:`.
+#[cfg(any(feature = "redis", feature = "memcached"))]
+pub(crate) fn key_prefix(env: &Env<'_>) -> String {
+    env.text_or("SESSION_KEY_PREFIX", "shop:session:")
 }
 
 /// The cookie key material. Its `Debug` never shows the bytes.
@@ -64,10 +129,9 @@ impl fmt::Debug for Secret {
 impl fmt::Debug for SessionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionConfig")
-            .field("backend", &self.backend)
+            .field("store", &self.store)
             .field("ttl_seconds", &self.ttl_seconds)
             .field("cookie_secure", &self.cookie_secure)
-            .field("key_prefix", &self.key_prefix)
             .finish_non_exhaustive()
     }
 }

@@ -6,11 +6,12 @@
 //! reaper in batches; on PostgreSQL it holds an advisory lock, so with many instances only one
 //! reaps at a time instead of all of them racing over the same rows.
 
+use super::error::Context;
 use actix_web::cookie::time::Duration;
-use anyhow::Context;
 use sqlx::AnyPool;
 
 use super::codec::{millis, now_millis};
+use super::{RawStore, SlidingRead, StoreResult};
 
 /// Rows deleted by one reaper statement, so it never holds locks for long.
 const REAP_BATCH: i64 = 1000;
@@ -65,18 +66,20 @@ impl SqlStore {
             location,
         })
     }
+}
 
-    pub fn location(&self) -> String {
+impl RawStore for SqlStore {
+    fn location(&self) -> String {
         self.location.clone()
     }
 
-    pub async fn ping(&self) -> anyhow::Result<()> {
+    async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
     /// The live state under `key`, if any: an expired row never loads.
-    pub async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT state FROM sessions WHERE key = $1 AND expires_at > $2")
                 .bind(key)
@@ -90,11 +93,7 @@ impl SqlStore {
     /// The live state under `key`, and whether its expiry is due to slide: the SQL stores slide
     /// lazily, with a separate write (`touch`) only once less than half of `ttl` is left, so a
     /// session costs at most about two slide writes per TTL however often it is read.
-    pub async fn get_sliding(
-        &self,
-        key: &str,
-        ttl: &Duration,
-    ) -> anyhow::Result<(Option<Vec<u8>>, bool)> {
+    async fn get_sliding(&self, key: &str, ttl: &Duration) -> StoreResult<SlidingRead> {
         let now = now_millis();
         let row: Option<(String, i64)> = sqlx::query_as(
             "SELECT state, expires_at FROM sessions WHERE key = $1 AND expires_at > $2",
@@ -105,15 +104,16 @@ impl SqlStore {
         .await
         .context("could not load a session")?;
         Ok(match row {
-            Some((state, expires_at)) => {
-                (Some(state.into_bytes()), expires_at - now < millis(ttl) / 2)
-            }
-            None => (None, false),
+            Some((state, expires_at)) => SlidingRead {
+                bytes: Some(state.into_bytes()),
+                slide_due: expires_at - now < millis(ttl) / 2,
+            },
+            None => SlidingRead::default(),
         })
     }
 
     /// Stores state under `key` only if no live session has it; an expired row may be replaced.
-    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
+    async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> StoreResult<bool> {
         let now = now_millis();
         let inserted = sqlx::query(
             "INSERT INTO sessions (key, state, expires_at) VALUES ($1, $2, $3)
@@ -131,7 +131,7 @@ impl SqlStore {
     }
 
     /// Rewrites a live row only: a session deleted (logout) or expired meanwhile stays gone.
-    pub async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<()> {
+    async fn replace(&self, key: &str, state: &str, ttl: &Duration) -> StoreResult<()> {
         let now = now_millis();
         sqlx::query(
             "UPDATE sessions SET state = $2, expires_at = $3 WHERE key = $1 AND expires_at > $4",
@@ -147,13 +147,13 @@ impl SqlStore {
     }
 
     /// Replaces the live state under `key` only if it is still exactly `expected`.
-    pub async fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         key: &str,
         expected: &[u8],
         state: &str,
         ttl: &Duration,
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         let Ok(expected) = std::str::from_utf8(expected) else {
             return Ok(false);
         };
@@ -175,12 +175,7 @@ impl SqlStore {
 
     /// Adds to a counter kept as a row, restarting its window, in one upsert: an expired row
     /// starts again from zero; the value never goes below zero.
-    pub async fn add_to_counter(
-        &self,
-        name: &str,
-        delta: i64,
-        window: &Duration,
-    ) -> anyhow::Result<i64> {
+    async fn add_to_counter(&self, name: &str, delta: i64, window: &Duration) -> StoreResult<i64> {
         let now = now_millis();
         let (value,): (String,) = sqlx::query_as(
             "INSERT INTO sessions (key, state, expires_at) VALUES ($1, $2, $3)
@@ -206,7 +201,7 @@ impl SqlStore {
 
     /// Pushes a live row's expiry back without touching its state (so a compare-and-set that
     /// read it still applies); a row expired or deleted meanwhile stays gone.
-    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
+    async fn touch(&self, key: &str, ttl: &Duration) -> StoreResult<()> {
         let now = now_millis();
         sqlx::query("UPDATE sessions SET expires_at = $2 WHERE key = $1 AND expires_at > $3")
             .bind(key)
@@ -218,7 +213,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
+    async fn remove(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE key = $1")
             .bind(key)
             .execute(&self.pool)
@@ -229,7 +224,7 @@ impl SqlStore {
 
     /// Deletes expired rows in batches until none is left. On PostgreSQL each batch runs under
     /// the advisory lock; if another instance holds it, this one leaves the work to it.
-    pub async fn reap_expired(&self) -> anyhow::Result<u64> {
+    async fn reap_expired(&self) -> StoreResult<u64> {
         let mut total = 0;
         loop {
             let mut tx = self.pool.begin().await?;
@@ -261,7 +256,7 @@ impl SqlStore {
     }
 
     /// The stored value and its remaining lifetime in seconds, as the store holds them.
-    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+    async fn raw(&self, key: &str) -> StoreResult<Option<(String, i64)>> {
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT state, expires_at FROM sessions WHERE key = $1")
                 .bind(key)

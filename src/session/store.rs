@@ -13,7 +13,8 @@ use super::memcached::MemcachedStore;
 #[cfg(feature = "redis")]
 use super::redis::RedisStore;
 use super::{
-    Backend, LOADED, MemoryStore, Operation, SessionConfig, SqlStore, State, StoreStats, user_in,
+    Backend, LOADED, MemoryStore, Operation, RawStore, SessionConfig, SqlStore, State, StoreError,
+    StoreResult, StoreSettings, StoreStats, user_in,
 };
 
 /// The store chosen at start-up, with counters of what it was asked to do. An enum inside
@@ -72,29 +73,27 @@ pub(super) use dispatch;
 impl Store {
     /// Connects to the store named in the configuration.
     pub async fn connect(config: &SessionConfig) -> anyhow::Result<Self> {
-        let kind = match config.backend {
-            Backend::Sqlite => Kind::Sql(super::sqlite::connect(&config.database_url).await?),
-            Backend::Memory => Kind::Memory(MemoryStore::default()),
+        let kind = match &config.store {
+            StoreSettings::Sqlite(settings) => Kind::Sql(super::sqlite::connect(settings).await?),
             #[cfg(feature = "postgres")]
-            Backend::Postgres => Kind::Sql(super::postgres::connect(&config.database_url).await?),
+            StoreSettings::Postgres(settings) => {
+                Kind::Sql(super::postgres::connect(settings).await?)
+            }
             #[cfg(feature = "redis")]
-            Backend::Redis => Kind::Redis(RedisStore::connect(config).await?),
+            StoreSettings::Redis(settings) => Kind::Redis(RedisStore::connect(settings).await?),
             #[cfg(feature = "memcached")]
-            Backend::Memcached => Kind::Memcached(
-                MemcachedStore::connect(&config.memcached_servers, &config.key_prefix).await?,
-            ),
-            #[allow(
-                unreachable_patterns,
-                reason = "reachable when a store's feature is off"
-            )]
-            other => anyhow::bail!("the {other} store is not compiled into this build"),
+            StoreSettings::Memcached(settings) => {
+                Kind::Memcached(MemcachedStore::connect(settings).await?)
+            }
+            StoreSettings::Memory => Kind::Memory(MemoryStore::default()),
         };
+        let backend = config.backend();
         Ok(Self {
             kind,
-            backend: config.backend,
+            backend,
             ttl: Duration::seconds(config.ttl_seconds),
             max_login_seconds: config.max_login_seconds,
-            stats: Arc::new(StoreStats::new(config.backend)),
+            stats: Arc::new(StoreStats::new(backend)),
         })
     }
 
@@ -109,87 +108,58 @@ impl Store {
 
     /// Where the state lives, without any password, for the start-up log.
     pub fn location(&self) -> String {
-        match &self.kind {
-            Kind::Memory(_) => "this process's memory".to_owned(),
-            _ => dispatch!(self, store => store.location()),
-        }
+        dispatch!(self, store => store.location())
     }
 
     /// One cheap round trip, for `/readyz`.
-    pub async fn ping(&self) -> anyhow::Result<()> {
-        match &self.kind {
-            Kind::Memory(_) => Ok(()),
-            _ => dispatch!(self, store => await store.ping()),
-        }
+    pub async fn ping(&self) -> StoreResult<()> {
+        dispatch!(self, store => await store.ping())
     }
 
     /// Deletes expired state in stores that do not expire it themselves. Returns how many.
-    pub async fn reap_expired(&self) -> anyhow::Result<u64> {
-        match &self.kind {
-            Kind::Sql(store) => store.reap_expired().await,
-            Kind::Memory(store) => Ok(store.reap_expired()),
-            #[cfg(any(feature = "redis", feature = "memcached"))]
-            _ => Ok(0),
-        }
+    pub async fn reap_expired(&self) -> StoreResult<u64> {
+        dispatch!(self, store => await store.reap_expired())
     }
 
     /// Stores already-encoded state under `key` only if no live session has that key: the
     /// primitive behind `save`, public so the conformance suite can try a collision.
-    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> anyhow::Result<bool> {
+    pub async fn insert_new(&self, key: &str, state: &str, ttl: &Duration) -> StoreResult<bool> {
         dispatch!(self, store => await store.insert_new(key, state, ttl))
     }
 
     /// The value stored under a session key, exactly as the store holds it, and the seconds it
     /// has left; for the tests and the session inspector.
-    pub async fn raw(&self, key: &str) -> anyhow::Result<Option<(String, i64)>> {
+    pub async fn raw(&self, key: &str) -> StoreResult<Option<(String, i64)>> {
         dispatch!(self, store => await store.raw(key))
     }
 
     /// Pushes the expiry of the live session under `key` to now + `ttl`, leaving its bytes as
     /// they are; a deleted or expired session stays gone. Page views do this inside their read
     /// (see `load`); this is the same slide on its own, for the conformance suite.
-    pub async fn touch(&self, key: &str, ttl: &Duration) -> anyhow::Result<()> {
+    pub async fn touch(&self, key: &str, ttl: &Duration) -> StoreResult<()> {
         dispatch!(self, store => await store.touch(key, ttl))
     }
 
     /// The read of a page view: the state under `key`, its expiry slid to now + TTL in the same
     /// round trip (Redis `GETEX`, Memcached's meta get with a touch), or, on the SQL stores, by
     /// a separate write only when less than half the TTL is left (counted as a slide).
-    async fn read_sliding(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn read_sliding(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let ttl = &self.ttl;
-        let (raw, slide_due) = self
+        let read = self
             .measured(Operation::Load, async {
-                // Boxed per store, as `dispatch!` does with an awaited call.
-                match &self.kind {
-                    Kind::Sql(store) => Box::pin(store.get_sliding(key, ttl)).await,
-                    Kind::Memory(store) => Box::pin(store.get_sliding(key, ttl))
-                        .await
-                        .map(|raw| (raw, false)),
-                    #[cfg(feature = "redis")]
-                    Kind::Redis(store) => Box::pin(store.get_sliding(key, ttl))
-                        .await
-                        .map(|raw| (raw, false)),
-                    #[cfg(feature = "memcached")]
-                    Kind::Memcached(store) => Box::pin(store.get_sliding(key, ttl))
-                        .await
-                        .map(|raw| (raw, false)),
-                }
+                dispatch!(self, store => await store.get_sliding(key, ttl))
             })
             .await?;
-        if slide_due {
+        if read.slide_due {
             self.measured(Operation::Slide, self.touch(key, ttl))
                 .await?;
         }
-        Ok(raw)
+        Ok(read.bytes)
     }
 
     /// Whether keys are spread over several servers, so that a new key can avoid a dead one.
     fn spreads_keys(&self) -> bool {
-        match &self.kind {
-            #[cfg(feature = "memcached")]
-            Kind::Memcached(store) => store.spreads_keys(),
-            _ => false,
-        }
+        dispatch!(self, store => store.spreads_keys())
     }
 
     /// Times `call`, counts it, and counts its failure.
@@ -229,7 +199,7 @@ impl SessionStore for Store {
     async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         state.remove(LOADED);
         let signed_in = user_in(&state);
-        let state = encode(&state).map_err(SaveError::Serialization)?;
+        let state = encode(&state).map_err(|err| SaveError::Serialization(err.into()))?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -270,7 +240,7 @@ impl SessionStore for Store {
     ) -> Result<SessionKey, UpdateError> {
         let mut state = state;
         let loaded = state.remove(LOADED);
-        let state = encode(&state).map_err(UpdateError::Serialization)?;
+        let state = encode(&state).map_err(|err| UpdateError::Serialization(err.into()))?;
         let written = self
             .measured(Operation::Update, async {
                 match &loaded {
@@ -317,11 +287,13 @@ impl SessionStore for Store {
 }
 
 /// Logs a failure handed back to actix-session, with its causes and without a backtrace, and
-/// hands it on. actix-session keeps only the error's `Debug` (its 500, which the shop answers
-/// as 503), and an `anyhow` error's `Debug` prints the backtrace captured when RUST_BACKTRACE
-/// is set, symbolized from the binary's debug info for every failed request of an outage
-/// (which held 150 MiB from the first one, measured on the handlers' 503s).
-fn reported(err: anyhow::Error) -> anyhow::Error {
+/// hands it on as the `anyhow` error actix-session takes. actix-session keeps only the error's
+/// `Debug` (its 500, which the shop answers as 503), and an `anyhow` error's `Debug` prints the
+/// backtrace captured when RUST_BACKTRACE is set, symbolized from the binary's debug info for
+/// every failed request of an outage (which held 150 MiB from the first one, measured on the
+/// handlers' 503s).
+fn reported(err: StoreError) -> anyhow::Error {
+    let err = anyhow::Error::new(err);
     log::error!("The session store failed: {err:#}");
     err
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
-use shop::session::{LOADED, MAX_STATE_BYTES, Store};
+use shop::session::{Backend, LOADED, MAX_STATE_BYTES, Store};
 
 use crate::helpers::{store_of, test_settings_for};
 
@@ -279,6 +279,9 @@ macro_rules! conformance {
                 conformance!(@cases $store $cases);
             }
         )*
+
+        /// The stores the suite runs against, by `SESSION_BACKEND` name.
+        const IN_THE_SUITE: &[&str] = &[$(stringify!($store)),*];
     };
     (@cases $store:ident [$($case:ident),*]) => {
         $(
@@ -307,3 +310,15 @@ conformance!(
         modify_of_a_missing_session_changes_nothing
     ]
 );
+
+/// A store compiled into the shop but left out of the list above would run unchecked.
+#[test]
+fn every_compiled_store_is_in_the_suite() {
+    for backend in Backend::ALL.iter().filter(|b| b.is_compiled()) {
+        assert!(
+            IN_THE_SUITE.contains(&backend.name()),
+            "the {backend} store is compiled in but not in the conformance suite: add it to the \
+             list at the end of tests/in_process/conformance.rs"
+        );
+    }
+}
