@@ -7,6 +7,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::db::{is_postgres, is_sqlite};
+pub use crate::env::ConfigError;
+use crate::env::{Env, invalid};
 use crate::session::{Backend, Secret, SessionConfig, StoreSettings};
 
 /// The smallest secret actix-session accepts for signing and encrypting the cookie.
@@ -63,21 +66,6 @@ pub struct Config {
     pub session_inspector: bool,
     /// Everything about sessions.
     pub session: SessionConfig,
-}
-
-/// A variable that stops start-up, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration error in {variable}: {reason}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-pub(crate) fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        reason: reason.into(),
-    }
 }
 
 impl Config {
@@ -141,96 +129,6 @@ fn is_loopback(host: &str) -> bool {
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
-
-/// The environment as the settings read it: an empty value counts as unset, and each kind of
-/// value (text, number, number in a range, flag, list) is parsed one way, with one wording for
-/// its errors.
-pub(crate) struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    pub(crate) fn text(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|value| !value.trim().is_empty())
-    }
-
-    pub(crate) fn text_or(&self, name: &str, default: &str) -> String {
-        self.text(name).unwrap_or_else(|| default.to_owned())
-    }
-
-    pub(crate) fn number<T: std::str::FromStr>(
-        &self,
-        name: &'static str,
-        default: T,
-    ) -> Result<T, ConfigError> {
-        match self.text(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|_| invalid(name, format!("'{raw}' is not a valid number"))),
-        }
-    }
-
-    pub(crate) fn number_in<T>(
-        &self,
-        name: &'static str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
-    where
-        T: std::str::FromStr + PartialOrd + std::fmt::Display + Bounded,
-    {
-        let value = self.number(name, default)?;
-        if range.contains(&value) {
-            return Ok(value);
-        }
-        Err(invalid(
-            name,
-            match (range.start(), range.end()) {
-                (start, end) if end.is_max() => format!("must be at least {start}"),
-                (start, end) => format!("must be {start} to {end}"),
-            },
-        ))
-    }
-
-    /// `true`/`1` or `false`/`0`.
-    pub(crate) fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.text(name).as_deref().map(str::trim) {
-            None => Ok(default),
-            Some("true" | "1") => Ok(true),
-            Some("false" | "0") => Ok(false),
-            Some(other) => Err(invalid(
-                name,
-                format!("'{other}' is not true (1) or false (0)"),
-            )),
-        }
-    }
-
-    /// A comma list, its items trimmed, empty ones left out.
-    pub(crate) fn list(&self, name: &str, default: &str) -> Vec<String> {
-        self.text_or(name, default)
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-/// Numbers whose largest value means "no upper bound" in a range's wording.
-pub(crate) trait Bounded {
-    fn is_max(&self) -> bool;
-}
-
-macro_rules! bounded {
-    ($($t:ty),+) => {$(
-        impl Bounded for $t {
-            fn is_max(&self) -> bool {
-                *self == <$t>::MAX
-            }
-        }
-    )+};
-}
-bounded!(u8, u16, u32, i64, usize);
 
 fn app_env(env: &Env<'_>) -> Result<AppEnv, ConfigError> {
     match env.text("APP_ENV").as_deref() {
@@ -352,14 +250,6 @@ fn clients(env: &Env<'_>) -> Result<(Vec<IpNet>, u8), ConfigError> {
         32..=128,
     )?;
     Ok((trusted_proxies, prefix))
-}
-
-pub(crate) fn is_sqlite(url: &str) -> bool {
-    url.starts_with("sqlite:")
-}
-
-pub(crate) fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 fn default_instance_name() -> String {

@@ -7,12 +7,14 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod env;
 pub mod error;
 pub mod healthcheck;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;
 pub mod session;
+pub mod shop_session;
 pub mod startup;
 pub mod state;
 

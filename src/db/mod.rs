@@ -12,8 +12,6 @@ use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-use crate::config::is_sqlite;
-
 /// A pool over whichever database `DATABASE_URL` names.
 #[derive(Clone)]
 pub struct Database {
@@ -130,3 +128,13 @@ pub fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
 
 /// Seconds since the epoch; timestamps are stored as integers in both dialects.
 pub use crate::domain::now;
+
+/// Whether `url` names a SQLite database.
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}

@@ -5,7 +5,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 
-use crate::session::{ShopSession, end_if_past_lifetime};
+use crate::shop_session::{ShopSession, end_if_past_lifetime};
 
 /// Ends a sign-in that is past the absolute lifetime before any handler sees it: the session is
 /// renewed, so actix-session deletes the old key from the store and the request goes on as a

@@ -8,7 +8,8 @@ use askama::Template;
 use super::{CheckedForm, Layout, NoFields, require_user, see_other};
 use crate::domain::utc_minute;
 use crate::error::{ShopError, SignInReason};
-use crate::session::{Ending, FlashKind, LiveSession, ShopSession, now};
+use crate::session::{Ending, FlashKind, LiveSession, now};
+use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 /// One row of the sessions page.

@@ -17,7 +17,8 @@ use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
 use crate::db::users::CreateUserError;
 use crate::domain::{Email, Password, UserId};
 use crate::error::{ShopError, SignInReason};
-use crate::session::{FlashKind, ShopSession};
+use crate::session::FlashKind;
+use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 /// A hash of a password nobody has, verified when the email is unknown so that both cases cost

@@ -9,7 +9,8 @@ use super::{CheckedForm, Layout, NoFields, see_other};
 use crate::db::products::Product;
 use crate::domain::{Cart, Money, ProductId, Quantity};
 use crate::error::ShopError;
-use crate::session::{Flash, FlashKind, ModifyError, ShopSession, cart_in, put_cart_and_flash};
+use crate::session::{Flash, FlashKind, ModifyError, cart_in, put_cart_and_flash};
+use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 pub struct CartRow {

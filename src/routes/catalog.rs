@@ -18,7 +18,7 @@ use super::{Layout, render_with_status};
 use crate::db::products::Product;
 use crate::domain::{MAX_PER_LINE, ProductId};
 use crate::error::ShopError;
-use crate::session::ShopSession;
+use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 #[derive(Template)]

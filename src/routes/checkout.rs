@@ -24,9 +24,10 @@ use crate::db::orders::{CheckoutError, Placed, TokenUse};
 use crate::domain::{Cart, OrderId, UserId};
 use crate::error::{ShopError, SignInReason};
 use crate::session::{
-    Flash, FlashKind, ModifyError, PendingCheckout, ShopSession, cart_in, pending_checkout_in,
+    Flash, FlashKind, ModifyError, PendingCheckout, cart_in, pending_checkout_in,
     put_cart_and_flash, put_pending_checkout,
 };
+use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 pub async fn checkout(

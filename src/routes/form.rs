@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ShopError;
-use crate::session::ShopSession;
+use crate::shop_session::ShopSession;
 
 /// A form that carries only its CSRF token (logout, checkout, remove).
 #[derive(Deserialize)]

@@ -7,7 +7,8 @@ use std::future::{Ready, ready};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use crate::error::ShopError;
-use crate::session::{Flash, ShopSession, SignedInUser};
+use crate::session::{Flash, SignedInUser};
+use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 pub struct Layout {

@@ -21,7 +21,8 @@ use actix_web::http::{StatusCode, header};
 use askama::Template;
 
 use crate::error::{ShopError, SignInReason};
-use crate::session::{ShopSession, SignedInUser};
+use crate::session::SignedInUser;
+use crate::shop_session::ShopSession;
 
 /// After a POST: 303, so a reload does not send the form again.
 pub fn see_other(location: &str) -> HttpResponse {

@@ -7,7 +7,7 @@ use super::{Layout, require_user};
 use crate::db::orders::{OrderLineRow, OrderRow};
 use crate::domain::OrderId;
 use crate::error::{ShopError, SignInReason};
-use crate::session::ShopSession;
+use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 #[derive(Template)]

@@ -120,3 +120,24 @@ mod tests {
         }
     }
 }
+
+/// What any bytes and any state do to the codec.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_stored_bytes_decode_or_are_refused_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&new_key(), &raw);
+        }
+
+        #[test]
+        fn session_state_round_trips_exactly(state in proptest::collection::hash_map("\\PC{0,12}", "\\PC{0,40}", 0..12)) {
+            let encoded = encode(&state).unwrap();
+            prop_assert_eq!(decode(&new_key(), encoded.as_bytes()).unwrap(), state);
+        }
+    }
+}

@@ -22,7 +22,7 @@ mod pipeline;
 use pipeline::Pipeline;
 
 use super::{RawStore, SlidingRead, StoreError, StoreResult};
-use crate::config::{ConfigError, Env, invalid};
+use crate::env::{ConfigError, Env, invalid};
 
 #[derive(Clone)]
 pub struct MemcachedStore {

@@ -21,12 +21,16 @@ mod raw;
 #[cfg(feature = "redis")]
 mod redis;
 mod settings;
-mod shop_session;
 mod sql;
 mod sqlite;
 mod stats;
 mod store;
 mod values;
+
+/// The names a session's values are stored under, for the typed session.
+pub(crate) mod keys {
+    pub(crate) use super::values::{CART, CHECKOUT, CSRF, FLASH, USER};
+}
 
 use std::collections::HashMap;
 
@@ -50,7 +54,6 @@ pub use redis::RedisSettings;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use settings::{Secret, SessionConfig, SessionSettings, StoreSettings, redact_url};
-pub use shop_session::{ShopSession, end_if_past_lifetime};
 pub use sql::SqlStore;
 pub use sqlite::SqliteSettings;
 pub use stats::{Operation, StoreStats};
@@ -65,17 +68,3 @@ pub type State = HashMap<String, String>;
 
 /// The entry under which a loaded state carries the bytes it was read from, to `update`.
 pub const LOADED: &str = "__loaded";
-
-/// The codec, for the property tests next to the domain types.
-#[cfg(test)]
-pub(crate) mod codec_for_tests {
-    use super::{State, codec};
-
-    pub fn encode(state: &State) -> Result<String, super::StoreError> {
-        codec::encode(state)
-    }
-
-    pub fn decode(raw: &[u8]) -> Result<State, actix_session::storage::LoadError> {
-        codec::decode(&codec::new_key(), raw)
-    }
-}

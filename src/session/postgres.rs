@@ -6,8 +6,9 @@ use super::error::Context;
 
 use super::redact_url;
 use super::sql::{Dialect, SqlStore};
-use crate::config::{ConfigError, Env, invalid, is_postgres};
 use crate::db::connect_any;
+use crate::db::is_postgres;
+use crate::env::{ConfigError, Env, invalid};
 
 /// The postgres store's settings.
 #[derive(Clone)]

@@ -26,7 +26,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
 use super::codec::millis;
 use super::redact_url;
 use super::{RawStore, SlidingRead, StoreError, StoreResult};
-use crate::config::{ConfigError, Env, invalid};
+use crate::env::{ConfigError, Env, invalid};
 
 /// How long a write waits for its replicas when `REDIS_MIN_REPLICAS_ACK` asks for them. A
 /// replica on the same network acknowledges in well under a millisecond; past this the write

@@ -14,7 +14,7 @@ use super::postgres::PostgresSettings;
 #[cfg(feature = "redis")]
 use super::redis::RedisSettings;
 use super::sqlite::SqliteSettings;
-use crate::config::{ConfigError, Env};
+use crate::env::{ConfigError, Env};
 
 /// Settings of the session layer.
 #[derive(Clone)]
@@ -77,7 +77,7 @@ impl StoreSettings {
             )]
             other => {
                 let _ = database_url;
-                return Err(crate::config::invalid(
+                return Err(crate::env::invalid(
                     "SESSION_BACKEND",
                     format!("the {other} store is not compiled into this build"),
                 ));

@@ -4,8 +4,9 @@
 use super::error::Context;
 
 use super::sql::{Dialect, SqlStore};
-use crate::config::{ConfigError, Env, invalid, is_sqlite};
 use crate::db::connect_any;
+use crate::db::is_sqlite;
+use crate::env::{ConfigError, Env, invalid};
 
 /// The sqlite store's settings.
 #[derive(Clone, Debug)]

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::csrf;
 use crate::domain::{Cart, CartLine, UserId};
 
-pub(super) const USER: &str = "user";
-pub(super) const CART: &str = "cart";
-pub(super) const FLASH: &str = "flash";
-pub(super) const CSRF: &str = "csrf";
-pub(super) const CHECKOUT: &str = "checkout";
+pub(crate) const USER: &str = "user";
+pub(crate) const CART: &str = "cart";
+pub(crate) const FLASH: &str = "flash";
+pub(crate) const CSRF: &str = "csrf";
+pub(crate) const CHECKOUT: &str = "checkout";
 
 /// The user a session belongs to, once logged in.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,5 +20,6 @@ mod direct;
 mod exactly_once;
 mod hostile;
 mod http;
+mod layers;
 mod operator;
 mod sessions;

@@ -1,5 +1,6 @@
 //! The typed face of a session, `ShopSession`: the handlers never touch raw keys or JSON (those
-//! are `state`'s).
+//! are the session layer's, `session::values`). It sits above the store layer and the shop's
+//! errors, and neither imports it.
 //!
 //! What lives here is small on purpose: the signed-in user's id and email, the cart lines, one
 //! flash message and the CSRF token. Everything else is read from the database when needed.
@@ -14,13 +15,13 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use serde::{Serialize, de::DeserializeOwned};
 use subtle::ConstantTimeEq;
 
-use super::values::{CART, CHECKOUT, CSRF, FLASH, USER};
-use super::{
-    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, PendingCheckout, ReadAtStart, SessionSettings,
-    SignedInUser, csrf,
-};
 use crate::domain::{Cart, UserId};
 use crate::error::ShopError;
+use crate::session::keys::{CART, CHECKOUT, CSRF, FLASH, USER};
+use crate::session::{
+    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, LOADED, PendingCheckout, ReadAtStart,
+    SessionSettings, SignedInUser, csrf, now,
+};
 
 /// The longest `User-Agent` kept in a session.
 const MAX_AGENT_CHARS: usize = 160;
@@ -114,7 +115,7 @@ impl ShopSession {
         let max = self.max_login_seconds();
         self.decoded_user(|user| {
             let user = user.as_ref()?;
-            (super::now() - user.signed_in_at > max).then_some(user.id)
+            (now() - user.signed_in_at > max).then_some(user.id)
         })
     }
 
@@ -138,7 +139,7 @@ impl ShopSession {
         let max = self.max_login_seconds();
         self.decoded_user(|user| {
             user.as_ref()
-                .filter(|user| super::now() - user.signed_in_at <= max)
+                .filter(|user| now() - user.signed_in_at <= max)
                 .cloned()
         })
     }
@@ -171,7 +172,7 @@ impl ShopSession {
             SignedInUser {
                 id,
                 email,
-                signed_in_at: super::now(),
+                signed_in_at: now(),
                 agent,
             },
         )
@@ -188,18 +189,18 @@ impl ShopSession {
     /// Whether this session was read from the store at the start of the request (rather than
     /// being new).
     pub fn was_stored(&self) -> bool {
-        self.session.contains_key(super::LOADED)
+        self.session.contains_key(LOADED)
     }
 
     /// The bytes this session was read from at the start of the request, if it was stored,
     /// with the state actix-session decoded from them while this request has changed nothing.
     pub fn read_at_start(&self) -> Option<ReadAtStart> {
         let entries = self.session.entries();
-        let raw = entries.get(super::LOADED)?.clone().into_bytes();
+        let raw = entries.get(LOADED)?.clone().into_bytes();
         let state = (self.session.status() == SessionStatus::Unchanged).then(|| {
             entries
                 .iter()
-                .filter(|(key, _)| key.as_str() != super::LOADED)
+                .filter(|(key, _)| key.as_str() != LOADED)
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect()
         });
