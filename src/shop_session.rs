@@ -19,7 +19,7 @@ use crate::domain::{Cart, UserId};
 use crate::error::ShopError;
 use crate::session::keys::{CART, CHECKOUT, CSRF, FLASH, USER};
 use crate::session::{
-    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, LOADED, PendingCheckout, ReadAtStart,
+    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, LOADED, LOADED_KEY, PendingCheckout, ReadAtStart,
     SessionSettings, SignedInUser, csrf, now,
 };
 
@@ -192,6 +192,17 @@ impl ShopSession {
         self.session.contains_key(LOADED)
     }
 
+    /// The key this session was read from the store under at the start of the request (the
+    /// key in its cookie), while it is still the session's key: not after a renewal or a purge.
+    pub fn stored_key(&self) -> Option<String> {
+        matches!(
+            self.session.status(),
+            SessionStatus::Unchanged | SessionStatus::Changed
+        )
+        .then(|| self.session.entries().get(LOADED_KEY).cloned())
+        .flatten()
+    }
+
     /// The bytes this session was read from at the start of the request, if it was stored,
     /// with the state actix-session decoded from them while this request has changed nothing.
     pub fn read_at_start(&self) -> Option<ReadAtStart> {
@@ -200,7 +211,7 @@ impl ShopSession {
         let state = (self.session.status() == SessionStatus::Unchanged).then(|| {
             entries
                 .iter()
-                .filter(|(key, _)| key.as_str() != LOADED)
+                .filter(|(key, _)| key.as_str() != LOADED && key.as_str() != LOADED_KEY)
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect()
         });

@@ -1,7 +1,7 @@
 //! The cart: lines live in the session as product ids and quantities; names, prices and stock are
 //! read from the catalog every time the cart is shown or changed.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -107,12 +107,11 @@ fn check_stock(product: &Product, wanted: Quantity) -> Result<(), ShopError> {
 /// with the confirmation message, so concurrent changes of one shopper never lose each other.
 /// A session not stored yet (a new visitor) goes through actix-session, which creates it.
 pub async fn change_cart(
-    req: &HttpRequest,
     state: &AppState,
     session: &ShopSession,
     mut change: impl FnMut(&mut Cart) -> Result<String, ShopError>,
 ) -> Result<(), ShopError> {
-    if let Some(key) = state.session_key(req) {
+    if let Some(key) = session.stored_key() {
         let applied = state
             .store
             .modify(
@@ -148,14 +147,13 @@ pub async fn change_cart(
 }
 
 pub async fn add(
-    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     CheckedForm(form): CheckedForm<AddForm>,
 ) -> Result<HttpResponse, ShopError> {
     let quantity = Quantity::parse(&form.quantity).map_err(ShopError::bad_input)?;
     let product = existing_product(&state, &form.product_id).await?;
-    change_cart(&req, &state, &session, |cart| {
+    change_cart(&state, &session, |cart| {
         let new_quantity = cart
             .add(product.product_id(), quantity)
             .map_err(ShopError::bad_input)?;
@@ -167,7 +165,6 @@ pub async fn add(
 }
 
 pub async fn update(
-    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     path: web::Path<String>,
@@ -178,7 +175,7 @@ pub async fn update(
     if let Some(quantity) = quantity {
         check_stock(&product, quantity)?;
     }
-    change_cart(&req, &state, &session, |cart| {
+    change_cart(&state, &session, |cart| {
         cart.set(product.product_id(), quantity)
             .map_err(ShopError::bad_input)?;
         Ok(match quantity {
@@ -191,14 +188,13 @@ pub async fn update(
 }
 
 pub async fn remove(
-    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     path: web::Path<String>,
     _: CheckedForm<NoFields>,
 ) -> Result<HttpResponse, ShopError> {
     let product = existing_product(&state, &path).await?;
-    change_cart(&req, &state, &session, |cart| {
+    change_cart(&state, &session, |cart| {
         cart.set(product.product_id(), None)
             .map_err(ShopError::bad_input)?;
         Ok(format!("Removed {} from your cart.", product.name))

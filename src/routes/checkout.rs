@@ -17,7 +17,7 @@
 //! new claim. A refused order (stock, a product gone) voids its token the same way before the
 //! claim is dropped. No token is ever given up while a transaction might still order with it.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 use super::{CheckedForm, NoFields, require_user, see_other};
 use crate::db::orders::{CheckoutError, Placed, TokenUse};
@@ -31,13 +31,12 @@ use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 pub async fn checkout(
-    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     _: CheckedForm<NoFields>,
 ) -> Result<HttpResponse, ShopError> {
     let user = require_user(&session, SignInReason::Checkout)?;
-    let key = state.session_key(&req).ok_or(ShopError::SessionEnded)?;
+    let key = session.stored_key().ok_or(ShopError::SessionEnded)?;
     let now = state.db.clock().await?;
     let mut voided = None;
     let claim = loop {

@@ -68,3 +68,8 @@ pub type State = HashMap<String, String>;
 
 /// The entry under which a loaded state carries the bytes it was read from, to `update`.
 pub const LOADED: &str = "__loaded";
+
+/// The entry under which a loaded state carries its own session key, so that a request that
+/// changes it by compare-and-set need not decrypt its cookie a second time (actix-session
+/// decrypted it once, to load the state). Like [`LOADED`], never stored.
+pub const LOADED_KEY: &str = "__key";

@@ -13,8 +13,8 @@ use super::memcached::MemcachedStore;
 #[cfg(feature = "redis")]
 use super::redis::RedisStore;
 use super::{
-    Backend, LOADED, MemoryStore, Operation, RawStore, SessionConfig, SqlStore, State, StoreError,
-    StoreResult, StoreSettings, StoreStats, user_in,
+    Backend, LOADED, LOADED_KEY, MemoryStore, Operation, RawStore, SessionConfig, SqlStore, State,
+    StoreError, StoreResult, StoreSettings, StoreStats, user_in,
 };
 
 /// The store chosen at start-up, with counters of what it was asked to do. An enum inside
@@ -193,11 +193,13 @@ impl SessionStore for Store {
         // only over it.
         let (mut state, raw) = decode_owned(key, raw)?;
         state.insert(LOADED.to_owned(), raw);
+        state.insert(LOADED_KEY.to_owned(), key.as_ref().to_owned());
         Ok(Some(state))
     }
 
     async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         state.remove(LOADED);
+        state.remove(LOADED_KEY);
         let signed_in = user_in(&state);
         let state = encode(&state).map_err(|err| SaveError::Serialization(err.into()))?;
         let mut attempt = 0;
@@ -240,6 +242,7 @@ impl SessionStore for Store {
     ) -> Result<SessionKey, UpdateError> {
         let mut state = state;
         let loaded = state.remove(LOADED);
+        state.remove(LOADED_KEY);
         let state = encode(&state).map_err(|err| UpdateError::Serialization(err.into()))?;
         let written = self
             .measured(Operation::Update, async {

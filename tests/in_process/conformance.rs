@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
-use shop::session::{Backend, LOADED, MAX_STATE_BYTES, Store};
+use shop::session::{Backend, LOADED, LOADED_KEY, MAX_STATE_BYTES, Store};
 
 use crate::helpers::{store_of, test_settings_for};
 
@@ -47,12 +47,17 @@ fn rich_state() -> State {
     ])
 }
 
-/// What `load` returns, less the bytes it carries for `update`'s compare-and-set.
+/// What `load` returns, less the bytes it carries for `update`'s compare-and-set and its key.
 async fn loaded(store: &Store, key: &SessionKey) -> Option<State> {
     let mut state = store.load(key).await.unwrap()?;
     assert!(
         state.remove(LOADED).is_some(),
         "a loaded state carries what was read"
+    );
+    assert_eq!(
+        state.remove(LOADED_KEY).as_deref(),
+        Some(key.as_ref()),
+        "a loaded state carries its key"
     );
     Some(state)
 }
@@ -222,6 +227,38 @@ async fn a_write_based_on_a_stale_read_is_dropped(backend: &str) {
     );
 }
 
+/// What a load carries for the request (the bytes read, the key) stays in the request: a write
+/// of the loaded state, through `update` or through `modify` from the read, stores neither.
+async fn what_a_load_carries_is_never_stored(backend: &str) {
+    let store = store(backend).await;
+    let key = store.save(rich_state(), &TTL).await.unwrap();
+    let mut state = store.load(&key).await.unwrap().unwrap();
+    state.insert("cart".into(), "[3]".into());
+    store
+        .update(self::key(key.as_ref()), state, &TTL)
+        .await
+        .unwrap();
+    let read = store.load(&key).await.unwrap().unwrap();
+    let raw = read[LOADED].clone().into_bytes();
+    let already_read = shop::session::ReadAtStart {
+        raw,
+        state: Some(read),
+    };
+    store
+        .modify(key.as_ref(), &TTL, Some(already_read), |state| {
+            state.insert("cart".into(), "[4]".into());
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .await
+        .unwrap()
+        .expect("a live session");
+    let (stored, _) = store.raw(key.as_ref()).await.unwrap().unwrap();
+    assert!(stored.contains("[4]"), "{stored}");
+    for carried in [LOADED, LOADED_KEY, key.as_ref()] {
+        assert!(!stored.contains(carried), "{carried} was stored: {stored}");
+    }
+}
+
 async fn concurrent_modifies_all_apply(backend: &str) {
     let store = store(backend).await;
     let key = store
@@ -306,6 +343,7 @@ conformance!(
         foreign_data_under_a_key_loads_as_no_session,
         a_missing_key_loads_as_no_session,
         a_write_based_on_a_stale_read_is_dropped,
+        what_a_load_carries_is_never_stored,
         concurrent_modifies_all_apply,
         modify_of_a_missing_session_changes_nothing
     ]
