@@ -19,7 +19,7 @@ use crate::domain::{Cart, UserId};
 use crate::error::ShopError;
 use crate::session::keys::{CART, CHECKOUT, CSRF, FLASH, USER};
 use crate::session::{
-    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, LOADED, LOADED_KEY, PendingCheckout, ReadAtStart,
+    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, LOADED, Loaded, PendingCheckout, ReadAtStart,
     SessionSettings, SignedInUser, csrf, now,
 };
 
@@ -199,7 +199,10 @@ impl ShopSession {
             self.session.status(),
             SessionStatus::Unchanged | SessionStatus::Changed
         )
-        .then(|| self.session.entries().get(LOADED_KEY).cloned())
+        .then(|| {
+            let entries = self.session.entries();
+            Some(Loaded::read(entries.get(LOADED)?)?.key.to_owned())
+        })
         .flatten()
     }
 
@@ -207,11 +210,11 @@ impl ShopSession {
     /// with the state actix-session decoded from them while this request has changed nothing.
     pub fn read_at_start(&self) -> Option<ReadAtStart> {
         let entries = self.session.entries();
-        let raw = entries.get(LOADED)?.clone().into_bytes();
+        let raw = Loaded::read(entries.get(LOADED)?)?.raw.as_bytes().to_vec();
         let state = (self.session.status() == SessionStatus::Unchanged).then(|| {
             entries
                 .iter()
-                .filter(|(key, _)| key.as_str() != LOADED && key.as_str() != LOADED_KEY)
+                .filter(|(key, _)| key.as_str() != LOADED)
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect()
         });

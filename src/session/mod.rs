@@ -66,10 +66,32 @@ pub use values::{
 /// The session state as actix-session hands it to a store: names to JSON-encoded values.
 pub type State = HashMap<String, String>;
 
-/// The entry under which a loaded state carries the bytes it was read from, to `update`.
+/// The entry under which a loaded state carries what its request needs of the read, never
+/// stored: the bytes it was read from (`update`'s and `modify`'s compare-and-set expect them)
+/// and the key it was read under (so a change need not decrypt the cookie a second time:
+/// actix-session decrypted it once, to load the state). See [`Loaded`].
 pub const LOADED: &str = "__loaded";
 
-/// The entry under which a loaded state carries its own session key, so that a request that
-/// changes it by compare-and-set need not decrypt its cookie a second time (actix-session
-/// decrypted it once, to load the state). Like [`LOADED`], never stored.
-pub const LOADED_KEY: &str = "__key";
+/// What [`LOADED`] carries, in one entry rather than two (one more entry would grow the state's
+/// map on every read): the key, a newline (never in a key), the bytes read.
+pub struct Loaded<'a> {
+    pub key: &'a str,
+    pub raw: &'a str,
+}
+
+impl<'a> Loaded<'a> {
+    /// The entry for `raw`, read under `key`.
+    pub fn carry(key: &str, raw: &str) -> String {
+        let mut entry = String::with_capacity(key.len() + 1 + raw.len());
+        entry.push_str(key);
+        entry.push('\n');
+        entry.push_str(raw);
+        entry
+    }
+
+    /// The key and bytes an entry carries.
+    pub fn read(entry: &'a str) -> Option<Self> {
+        let (key, raw) = entry.split_once('\n')?;
+        Some(Self { key, raw })
+    }
+}

@@ -7,7 +7,7 @@ use actix_web::cookie::time::Duration;
 
 use super::codec::{decode, encode};
 use super::store::dispatch;
-use super::{LOADED, LOADED_KEY, Operation, RawStore, State, Store, StoreError, StoreResult};
+use super::{LOADED, Operation, RawStore, State, Store, StoreError, StoreResult};
 
 /// Tries of a `modify` before it answers "please try again". With the backoff below, 16 tries
 /// wait up to about a quarter of a second in all: enough for 50 simultaneous adds to one cart.
@@ -80,7 +80,6 @@ impl Store {
             // What a load carries for its request (the bytes read, the key) is never stored,
             // whoever handed the state in.
             state.remove(LOADED);
-            state.remove(LOADED_KEY);
             let out = change(&mut state).map_err(ModifyError::Rejected)?;
             // Every write is unique, so a compare-and-set that a client library retried after a
             // lost reply (the Redis Cluster client does, when a master dies mid-request) finds

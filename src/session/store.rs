@@ -13,7 +13,7 @@ use super::memcached::MemcachedStore;
 #[cfg(feature = "redis")]
 use super::redis::RedisStore;
 use super::{
-    Backend, LOADED, LOADED_KEY, MemoryStore, Operation, RawStore, SessionConfig, SqlStore, State,
+    Backend, LOADED, Loaded, MemoryStore, Operation, RawStore, SessionConfig, SqlStore, State,
     StoreError, StoreResult, StoreSettings, StoreStats, user_in,
 };
 
@@ -192,14 +192,12 @@ impl SessionStore for Store {
         // What was read travels with the state (moved, not copied), so that `update` writes
         // only over it.
         let (mut state, raw) = decode_owned(key, raw)?;
-        state.insert(LOADED.to_owned(), raw);
-        state.insert(LOADED_KEY.to_owned(), key.as_ref().to_owned());
+        state.insert(LOADED.to_owned(), Loaded::carry(key.as_ref(), &raw));
         Ok(Some(state))
     }
 
     async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
         state.remove(LOADED);
-        state.remove(LOADED_KEY);
         let signed_in = user_in(&state);
         let state = encode(&state).map_err(|err| SaveError::Serialization(err.into()))?;
         let mut attempt = 0;
@@ -242,7 +240,10 @@ impl SessionStore for Store {
     ) -> Result<SessionKey, UpdateError> {
         let mut state = state;
         let loaded = state.remove(LOADED);
-        state.remove(LOADED_KEY);
+        let loaded = loaded
+            .as_deref()
+            .and_then(Loaded::read)
+            .map(|read| read.raw);
         let state = encode(&state).map_err(|err| UpdateError::Serialization(err.into()))?;
         let written = self
             .measured(Operation::Update, async {
