@@ -296,15 +296,17 @@ pub async fn count_peer(
     store: Backend,
     store_url: &str,
     page: &str,
+    mode: crate::peers::PeerMode,
 ) -> anyhow::Result<Counted> {
-    println!("== {}: the peer under callgrind", store.name());
-    let name = format!("peer-{}", store.name());
+    println!("== {}: the {} under callgrind", store.name(), mode.label());
+    let name = format!("peer-{}-{}", mode.arg(), store.name());
     let (mut server, url, _dir) = start_serving(program, page, &name, |page, port| {
         vec![
             store.name().to_owned(),
             store_url.to_owned(),
             page.to_owned(),
             port.to_owned(),
+            mode.arg().to_owned(),
         ]
     })
     .await
@@ -313,19 +315,25 @@ pub async fn count_peer(
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    client
+    // The same-work peer answers the session's form token, which every write carries.
+    let token = client
         .post(format!("{url}/setup"))
         .send()
         .await?
-        .error_for_status()?;
+        .error_for_status()?
+        .text()
+        .await?;
     let read = count_reads(&mut server, &client, &url, "the peer's read").await?;
     let write = server
         .count(|i| {
-            let (client, url) = (&client, &url);
+            let (client, url, token) = (&client, &url, &token);
             async move {
                 let status = client
                     .post(format!("{url}/cart/items/{}", i % 5 + 1))
-                    .form(&[("quantity", (i % 3 + 1).to_string())])
+                    .form(&[
+                        ("quantity", (i % 3 + 1).to_string()),
+                        ("csrf_token", token.clone()),
+                    ])
                     .send()
                     .await?
                     .status();
@@ -340,7 +348,8 @@ pub async fn count_peer(
     println!("   read {read} instructions a request, write {write}");
     Ok(Counted {
         name: format!(
-            "peer on {} (axum with tower-sessions, no render)",
+            "{} on {} (axum with tower-sessions)",
+            mode.label(),
             store.name()
         ),
         read,

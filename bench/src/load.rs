@@ -58,16 +58,36 @@ end
 
 /// Logged-in sessions (each a login of the same account, with a 5-line cart) or guest
 /// sessions, as cookies with their CSRF tokens.
+/// Signed-in sessions per account: the shop keeps a user's last 50 sign-ins and ends the
+/// oldest beyond that (so that "log out everywhere else" reaches every one), so more sessions of
+/// one account would leave the bench driving ended ones.
+const SESSIONS_PER_ACCOUNT: usize = 40;
+
+/// The account of signed-in session `i`, one per [`SESSIONS_PER_ACCOUNT`] sessions.
+fn account_of(email: &str, i: usize) -> String {
+    format!("{}-{email}", i / SESSIONS_PER_ACCOUNT)
+}
+
 pub(crate) async fn sessions(
     url: &str,
     email: &str,
     count: usize,
     logged_in: bool,
 ) -> anyhow::Result<Vec<(Shopper, String, String)>> {
+    if logged_in {
+        for first in (0..count).step_by(SESSIONS_PER_ACCOUNT) {
+            let (registered, _) = Shopper::new(url, &account_of(email, first), None)?
+                .register(PASSWORD)
+                .await?;
+            if !registered {
+                bail!("could not register the account of session {first}");
+            }
+        }
+    }
     let mut out = Vec::with_capacity(count);
     let mut tasks = JoinSet::new();
     for i in 0..count {
-        let (url, email) = (url.to_owned(), email.to_owned());
+        let (url, email) = (url.to_owned(), account_of(email, i));
         tasks.spawn(async move {
             // Each session from its own loopback address, as real shoppers come from their
             // own: one client's concurrent sign-ins beyond the login limit are refused.

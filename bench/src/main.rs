@@ -1,15 +1,20 @@
 //! The backend comparison benchmark: for each compiled store, the release shop on core 0 and
 //! wrk on core 1, 64 connections, bounded runs, on loopback; each path three times, reported as
-//! the median and the spread, with the CPU use of every party; then 2 workers, unpinned. Prints
-//! a table per store and writes `bench/results/latest.md` and `latest.svg`; with `--flames`,
-//! a flame graph of the shop per store and path in `bench/results/`.
+//! the median and the spread, with the CPU use of every party; the read and write paths again at
+//! half that rate, open loop (`steady.rs`); then 2 workers, unpinned; then what 100,000
+//! signed-in sessions cost the store (`store_memory.rs`). Prints a table per store and writes
+//! `bench/results/latest.md` and `latest.svg`; with `--flames`, a flame graph of the shop per
+//! store and path in `bench/results/`.
 //!
 //! Usage (from the repository root; `bash bench/run` builds and starts everything first):
 //!   target/release/bench [--seconds 5] [--sessions 1000] [--rss-sessions 100000]
-//!                        [--stores redis,postgres] [--runs 3] [--flames]
+//!                        [--stores redis,postgres] [--runs 3] [--flames] [--peer]
 //!                        [--paths anonymous,read,many-sessions,write,login]
-//!   target/release/bench --instructions [--stores redis,postgres]
+//!                        [--store-sessions 100000]
+//!   target/release/bench --instructions [--stores redis,postgres] [--peer]
 //!     (the shop's instructions per request under callgrind instead: see `instructions.rs`)
+//!   target/release/bench --store-memory [--stores …] [--store-sessions 100000]
+//!     (only what sessions cost each store: `bench/results/store-memory.md`)
 
 mod cpu;
 mod instructions;
@@ -19,6 +24,8 @@ mod options;
 mod peers;
 mod report;
 mod servers;
+mod steady;
+mod store_memory;
 mod stores;
 mod wrk;
 
@@ -120,9 +127,18 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let env = shop_env(store, work.path()).await?;
                 let program = Path::new(PEER_PROGRAM);
-                counted.push(
-                    instructions::count_peer(program, store, &peer_url(store, &env), &page).await?,
-                );
+                for mode in PeerMode::ALL {
+                    counted.push(
+                        instructions::count_peer(
+                            program,
+                            store,
+                            &peer_url(store, &env),
+                            &page,
+                            mode,
+                        )
+                        .await?,
+                    );
+                }
             }
         }
         counted.push(instructions::count_ceiling(&ceiling_program, &page).await?);
@@ -130,6 +146,26 @@ async fn main() -> anyhow::Result<()> {
         println!("\n{markdown}");
         std::fs::write("bench/results/instructions.md", &markdown)?;
         println!("Written: bench/results/instructions.md");
+        return Ok(());
+    }
+    if options.store_memory {
+        let mut costs = Vec::new();
+        for store in &options.stores {
+            if let Some(cost) =
+                store_memory_only(*store, &options, &shop, work.path(), &servers).await?
+            {
+                costs.push((store.name(), cost));
+            }
+        }
+        let named: Vec<_> = costs.iter().map(|(n, c)| (n.as_str(), c)).collect();
+        let markdown = format!(
+            "# What sessions cost the store{}",
+            report::store_memory_section(&named)
+                .trim_start_matches("\n## What sessions cost the store")
+        );
+        println!("\n{markdown}");
+        std::fs::write("bench/results/store-memory.md", &markdown)?;
+        println!("Written: bench/results/store-memory.md");
         return Ok(());
     }
     let mut runs = Vec::new();

@@ -17,6 +17,10 @@ pub(crate) struct Options {
     /// Also measure the peer (`bench/peer`, built by `bench/run --peer`) on Redis and
     /// PostgreSQL, pinned and loaded as the shop is.
     pub(crate) peer: bool,
+    /// Signed-in sessions saved to measure what they cost each store (0: not measured).
+    pub(crate) store_sessions: u64,
+    /// Measure only that (`--store-memory`), no wrk runs.
+    pub(crate) store_memory: bool,
 }
 
 pub(crate) fn options() -> anyhow::Result<Options> {
@@ -49,6 +53,8 @@ pub(crate) fn options() -> anyhow::Result<Options> {
         instructions: false,
         paths: BenchPath::ALL.to_vec(),
         peer: false,
+        store_sessions: 100_000,
+        store_memory: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -64,6 +70,10 @@ pub(crate) fn options() -> anyhow::Result<Options> {
             options.peer = true;
             continue;
         }
+        if flag == "--store-memory" {
+            options.store_memory = true;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value"))?;
@@ -71,6 +81,7 @@ pub(crate) fn options() -> anyhow::Result<Options> {
             "--seconds" => options.seconds = value.parse()?,
             "--sessions" => options.sessions = value.parse()?,
             "--rss-sessions" => options.rss_sessions = value.parse()?,
+            "--store-sessions" => options.store_sessions = value.parse()?,
             "--runs" => options.runs = value.parse()?,
             "--paths" => {
                 options.paths = value

@@ -59,6 +59,36 @@ pub(crate) fn peer_url(store: Backend, env: &HashMap<String, String>) -> String 
     }
 }
 
+/// What the peer does: the session's part of each path only, or the shop's whole work.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum PeerMode {
+    /// Loads the session and answers fixed page bytes; no render, token or headers.
+    Bare,
+    /// Private cookie, the cart page rendered with askama from the shop's templates, the shop's
+    /// headers, a form token checked on writes.
+    Same,
+}
+
+impl PeerMode {
+    pub(crate) const ALL: [PeerMode; 2] = [PeerMode::Same, PeerMode::Bare];
+
+    /// The peer's last argument.
+    pub(crate) fn arg(self) -> &'static str {
+        match self {
+            PeerMode::Bare => "bare",
+            PeerMode::Same => "same",
+        }
+    }
+
+    /// How the reports name it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            PeerMode::Bare => "bare peer (session only)",
+            PeerMode::Same => "peer doing the same work",
+        }
+    }
+}
+
 /// Where `bench/run --peer` builds the peer.
 pub(crate) const PEER_PROGRAM: &str = "target/peer/release/peer";
 
@@ -70,6 +100,7 @@ pub(crate) async fn peer(
     store_url: &str,
     page: &Path,
     options: &Options,
+    mode: PeerMode,
 ) -> anyhow::Result<Vec<Row>> {
     let program = Path::new(PEER_PROGRAM);
     if !program.exists() {
@@ -81,11 +112,13 @@ pub(crate) async fn peer(
         store_url,
         page.to_str().context("a path")?,
         &port.to_string(),
+        mode.arg(),
     ];
     let server = Server::start(program, &args, &HashMap::new(), port, true).await?;
     println!(
-        "== {}: the peer (axum with tower-sessions) on core {SERVER_CORE}",
-        store.name()
+        "== {}: the {} (axum with tower-sessions) on core {SERVER_CORE}",
+        store.name(),
+        mode.label()
     );
     let client = reqwest::Client::new();
     let mut sessions = Vec::new();
@@ -104,7 +137,12 @@ pub(crate) async fn peer(
             .next()
             .unwrap_or_default()
             .to_owned();
-        sessions.push((cookie, String::new()));
+        // The same-work peer answers the session's form token, which every write carries.
+        let token = match mode {
+            PeerMode::Same => response.text().await?,
+            PeerMode::Bare => String::new(),
+        };
+        sessions.push((cookie, token));
     }
     let scripts = tempfile::tempdir()?;
     let plain = wrk::script(scripts.path(), "plain", "")?;
@@ -114,12 +152,12 @@ pub(crate) async fn peer(
         &sessions,
         "POST",
         "/cart/items/{line}",
-        "quantity={quantity}",
+        "quantity={quantity}&csrf_token={token}",
     )?;
     let bench = Bench {
         server: &server,
         store,
-        name: format!("peer-{}", store.name()),
+        name: format!("peer-{}-{}", mode.arg(), store.name()),
         options,
     };
     let mut rows = Vec::new();

@@ -184,8 +184,13 @@ pub struct StoreRun {
     pub rows: Vec<Row>,
     /// Read and write again with 2 workers on both cores, wrk unpinned.
     pub scaled: Vec<Row>,
-    /// The peer's read and write on the same store (`--peer`), when it was measured.
-    pub peer: Vec<Row>,
+    /// The peer's read and write on the same store (`--peer`), when it was measured: doing the
+    /// same work, and bare.
+    pub peer: Vec<(crate::peers::PeerMode, Vec<Row>)>,
+    /// The read and write paths at half their rate, open loop.
+    pub steady: Vec<(Path, crate::steady::Steady)>,
+    /// What `--store-sessions` more signed-in sessions cost the store itself.
+    pub store_memory: Option<crate::store_memory::StoreMemory>,
     pub bytes_per_session: usize,
     pub acknowledged_adds: u64,
     pub items_in_carts: u64,
@@ -206,8 +211,12 @@ impl StoreRun {
         self.scaled.iter().find(|r| r.path == path)
     }
 
-    fn peer(&self, path: Path) -> Option<&Row> {
-        self.peer.iter().find(|r| r.path == path)
+    fn peer(&self, mode: crate::peers::PeerMode, path: Path) -> Option<&Row> {
+        self.peer
+            .iter()
+            .filter(|(m, _)| *m == mode)
+            .flat_map(|(_, rows)| rows)
+            .find(|r| r.path == path)
     }
 }
 
@@ -353,6 +362,12 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
     }
     cpu_section(&mut out, runs, ceilings);
     peer_section(&mut out, runs);
+    steady_section(&mut out, runs);
+    let costs: Vec<_> = runs
+        .iter()
+        .filter_map(|run| Some((run.name.as_str(), run.store_memory.as_ref()?)))
+        .collect();
+    out.push_str(&store_memory_section(&costs));
     out.push_str("\n## Targets\n\n| store | read ≥ target × ceiling | write ≥ target × ceiling | read p99 < 3 ms | one store call, no write on a read | no store call for anonymous views | RSS growth ≤ 5 MiB |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for run in runs {
         let (read_target, write_target) = targets(run.store);
@@ -433,24 +448,96 @@ fn cpu_section(out: &mut String, runs: &[StoreRun], ceilings: &Ceilings) {
     }
 }
 
+/// Latency at half load, open loop, beside the saturated runs' figures.
+fn steady_section(out: &mut String, runs: &[StoreRun]) {
+    if runs.iter().all(|run| run.steady.is_empty()) {
+        return;
+    }
+    out.push_str(
+        "\n## Latency at a steady rate\n\nEach path at half the rate its saturated runs \
+         reached (their median), open loop: the requests go out on a fixed schedule whether or \
+         not the earlier ones were answered, each timed from when it was due, from one thread \
+         pinned to the load core (`bench/src/steady.rs`). Saturated: wrk's figures at full load, \
+         64 connections, for comparison. Generator late: how late the generator itself sent at \
+         its 99th percentile; well under the p99, the figures are the shop's.\n\n\
+         | store | path | rate req/s | p50 ms | p99 ms | p99.9 ms | failed | generator late p99 ms | saturated p50 ms | saturated p99 ms |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for run in runs {
+        for (path, steady) in &run.steady {
+            let (p50, p99) = run
+                .row(*path)
+                .map_or((f64::NAN, f64::NAN), |row| (row.p50_ms(), row.p99_ms()));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} of {} | {:.2} | {p50:.2} | {p99:.2} |",
+                run.name,
+                path.label(),
+                steady.rate,
+                steady.p50_ms,
+                steady.p99_ms,
+                steady.p999_ms,
+                steady.failed,
+                steady.sent,
+                steady.late_p99_ms
+            );
+        }
+    }
+}
+
+/// What sessions cost each store, as the store itself counts its memory or disk.
+pub fn store_memory_section(costs: &[(&str, &crate::store_memory::StoreMemory)]) -> String {
+    let Some((_, first)) = costs.first() else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\n## What sessions cost the store\n\n{} signed-in sessions saved through the shop's own \
+         store, each a copy of a real shopper's session with a 5-line cart under a user of its \
+         own (so each also adds its user's sessions-index record, as a sign-in does), with the \
+         store's memory or disk read by the store itself before and after. Redis's figure is \
+         memory; PostgreSQL's and SQLite's are disk (PostgreSQL keeps hot pages in its shared \
+         buffers besides); Memcached's `bytes` is its items' size, inside slabs of fixed size \
+         classes that it allocates whole.\n\n\
+         | store | bytes a session | MiB per 100,000 sessions | measured as | {} saves took |\n\
+         | --- | ---: | ---: | --- | ---: |\n",
+        first.sessions, first.sessions
+    );
+    for (name, cost) in costs {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.0} | {:.1} | {} | {:.1} s |",
+            cost.bytes_per_session(),
+            cost.mib_per_100k(),
+            cost.measure,
+            cost.seconds
+        );
+    }
+    out
+}
+
 /// The shop against the issue's peer (axum with tower-sessions) on the same store, same run.
 fn peer_section(out: &mut String, runs: &[StoreRun]) {
     if runs.iter().all(|run| run.peer.is_empty()) {
         return;
     }
     out.push_str(
-        "\n## Against the peer\n\nThe issue's peer (`bench/peer`): axum with tower-sessions, its \
-         session in the same store, one worker pinned as the shop is, the same wrk loads. Its \
-         read loads the session and answers the same page bytes as the ceiling (no render, no \
-         CSRF token, no security headers, no sliding expiry); its write loads the cart, changes \
-         a line and saves it (two round trips as the shop's, but without compare-and-set: a \
-         concurrent change is lost). CPU: the server's microseconds per request, user + kernel.\n\n\
-         | store | path | shop req/s | peer req/s | shop ÷ peer | shop p99 ms | peer p99 ms | shop CPU µs | peer CPU µs | peer errors |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "\n## Against the peer\n\nThe peer (`bench/peer`): axum with tower-sessions, its session \
+         in the same store, one worker pinned as the shop is, the same wrk loads, in two modes. \
+         Doing the same work: a private (encrypted) cookie, the cart page rendered with askama \
+         from the shop's own templates and the same data, the shop's security headers, a form \
+         token checked on every write. Bare (what the guarantees cost): its read answers the \
+         ceiling's page bytes with no render, token or headers, its write changes a line with no \
+         token. Neither compares-and-sets (a concurrent change is lost). CPU: the server's \
+         microseconds per request, user + kernel.\n\n\
+         | store | path | peer | shop req/s | peer req/s | shop ÷ peer | shop p99 ms | peer p99 ms | shop CPU µs | peer CPU µs | peer errors |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for run in runs {
-        for path in [Path::Read, Path::Write] {
-            let (Some(shop), Some(peer)) = (run.row(path), run.peer(path)) else {
+        for (path, mode) in [Path::Read, Path::Write]
+            .into_iter()
+            .flat_map(|path| crate::peers::PeerMode::ALL.map(|mode| (path, mode)))
+        {
+            let (Some(shop), Some(peer)) = (run.row(path), run.peer(mode, path)) else {
                 continue;
             };
             let micros = |row: &Row| {
@@ -459,9 +546,10 @@ fn peer_section(out: &mut String, runs: &[StoreRun]) {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} ±{:.1}% | {:.0} ±{:.1}% | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} ±{:.1}% | {:.0} ±{:.1}% | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
                 run.name,
                 path.label(),
+                mode.label(),
                 shop.rps(),
                 shop.spread_percent(),
                 peer.rps(),

@@ -101,15 +101,7 @@ pub(crate) async fn bench_store(
 
     // One shopper with a 5-line cart for the read path.
     let email = format!("bench-{}@example.com", env["BENCH_RUN"]);
-    let shopper = Shopper::new(&url, &email, None)?;
-    let (registered, _) = shopper.register(PASSWORD).await?;
-    if !registered {
-        bail!("could not register the bench shopper");
-    }
-    for product in 1..=5 {
-        shopper.add(product, 1).await?;
-    }
-    let cookie = shopper.cookie_header().context("a cookie")?;
+    let (shopper, cookie) = signed_in_with_a_cart(&url, &email).await?;
     let cart_page = shopper.get("/cart").await?.body;
     let stored = stored_bytes(&env, &cookie).await?;
 
@@ -143,9 +135,18 @@ pub(crate) async fn bench_store(
         "/cart/items/{line}",
         "quantity={quantity}&csrf_token={token}",
     )?;
+    // The login path signs guests in to an account of its own: its sign-ins would otherwise end
+    // the read path's session, the oldest of its account beyond 50 (see `sessions`).
+    let login_email = format!("login-{email}");
+    let (registered, _) = Shopper::new(&url, &login_email, None)?
+        .register(PASSWORD)
+        .await?;
+    if !registered {
+        bail!("could not register the login path's account");
+    }
     let body = format!(
         "email={}&password={PASSWORD}&csrf_token={{token}}",
-        email.replace('@', "%40")
+        login_email.replace('@', "%40")
     );
     let logins = lua_script(
         scripts.path(),
@@ -185,6 +186,28 @@ pub(crate) async fn bench_store(
                 .measure(path, &load(format!("{url}{route}"), script, headers, true))
                 .await?,
         );
+    }
+    // Latency at half the rate each path just reached, open loop (see `steady.rs`).
+    let mut steady = Vec::new();
+    for (path, requests, ok) in [
+        (BenchPath::Read, steady_reads(&cookie), 200),
+        (BenchPath::Write, steady_writes(&pairs(&logged_in)), 303),
+    ] {
+        let Some(row) = rows.iter().find(|r| r.path == path) else {
+            continue;
+        };
+        let rate = (row.rps() / 2.0).floor();
+        let run = steady::run(&url, requests, ok, rate, options.seconds, wrk::LOAD_CORE).await?;
+        println!(
+            "   {} at {rate:.0} req/s, open loop: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} failed (generator late p99 {:.2} ms)",
+            path.label(),
+            run.p50_ms,
+            run.p99_ms,
+            run.p999_ms,
+            run.failed,
+            run.late_p99_ms
+        );
+        steady.push((path, run));
     }
     // The exact check: a timed run ends with requests cut off in flight, applied or not, so the
     // answers are checked on adds that all complete: 64 clients, each with its own sessions.
@@ -272,11 +295,24 @@ pub(crate) async fn bench_store(
     .collect();
 
     drop(server);
+    let store_memory = match subject {
+        Subject::Store(_) if options.store_sessions > 0 => {
+            Some(store_cost(&env, &cookie, options.store_sessions).await?)
+        }
+        _ => None,
+    };
     let peer = match subject {
         Subject::Store(Backend::Redis | Backend::Postgres) if options.peer => {
             let page = work.join(format!("cart-{name}.html"));
             std::fs::write(&page, &cart_page)?;
-            peer(store, &peer_url(store, &env), &page, options).await?
+            let mut rows = Vec::new();
+            for mode in PeerMode::ALL {
+                rows.push((
+                    mode,
+                    peer(store, &peer_url(store, &env), &page, options, mode).await?,
+                ));
+            }
+            rows
         }
         _ => Vec::new(),
     };
@@ -288,6 +324,8 @@ pub(crate) async fn bench_store(
             rows,
             scaled,
             peer,
+            steady,
+            store_memory,
             bytes_per_session: stored,
             acknowledged_adds: acknowledged,
             items_in_carts: in_carts,
@@ -301,11 +339,110 @@ pub(crate) async fn bench_store(
     ))
 }
 
+/// The read path's request for a steady run: the bench shopper's cart.
+fn steady_reads(cookie: &str) -> Vec<steady::Request> {
+    vec![steady::Request {
+        post: false,
+        path: "/cart".to_owned(),
+        cookie: cookie.to_owned(),
+        body: None,
+        client: "10.0.0.1".to_owned(),
+    }]
+}
+
+/// The write path's requests for a steady run, as the wrk script sends them: session `k` in
+/// turn, each visit setting one of its 5 lines to a new quantity (45 rounds, 5 lines by 9
+/// quantities, before the cycle repeats).
+fn steady_writes(sessions: &[(String, String)]) -> Vec<steady::Request> {
+    let n = sessions.len();
+    (0..n * 45)
+        .map(|j| {
+            let (k, round) = (j % n, j / n);
+            let (cookie, token) = &sessions[k];
+            steady::Request {
+                post: true,
+                path: format!("/cart/items/{}", round % 5 + 1),
+                cookie: cookie.clone(),
+                body: Some(format!("quantity={}&csrf_token={token}", round % 9 + 1)),
+                client: format!("10.{}.{}.1", k / 250, k % 250),
+            }
+        })
+        .collect()
+}
+
+/// A shopper signed in on the shop at `url` as `email`, with a 5-line cart, and their cookies.
+pub(crate) async fn signed_in_with_a_cart(
+    url: &str,
+    email: &str,
+) -> anyhow::Result<(Shopper, String)> {
+    let shopper = Shopper::new(url, email, None)?;
+    let (registered, _) = shopper.register(PASSWORD).await?;
+    if !registered {
+        bail!("could not register the bench shopper");
+    }
+    for product in 1..=5 {
+        shopper.add(product, 1).await?;
+    }
+    let cookie = shopper.cookie_header().context("a cookie")?;
+    Ok((shopper, cookie))
+}
+
+/// What `sessions` more signed-in sessions like the one in `cookie` cost the store of `env`.
+pub(crate) async fn store_cost(
+    env: &HashMap<String, String>,
+    cookie: &str,
+    sessions: u64,
+) -> anyhow::Result<store_memory::StoreMemory> {
+    println!("   saving {sessions} signed-in sessions with 5-line carts, measuring the store");
+    let (store, template) = store_memory::session_state(env, cookie).await?;
+    let cost = store_memory::measure(store, template, env, sessions).await?;
+    println!(
+        "   {:.0} bytes a session, {:.1} MiB per 100,000 ({}), {:.1} s",
+        cost.bytes_per_session(),
+        cost.mib_per_100k(),
+        cost.measure,
+        cost.seconds
+    );
+    Ok(cost)
+}
+
+/// Only what sessions cost each store (`--store-memory`): the shop started to make one real
+/// signed-in session with a 5-line cart, then `--store-sessions` copies of it saved.
+pub(crate) async fn store_memory_only(
+    subject: Subject,
+    options: &Options,
+    shop: &Path,
+    work: &Path,
+    started: &Started,
+) -> anyhow::Result<Option<store_memory::StoreMemory>> {
+    let Subject::Store(store) = subject else {
+        return Ok(None);
+    };
+    let mut env = shop_env(store, work).await?;
+    subject_env(subject, started, &mut env)?;
+    let server = Server::start(shop, &[], &env, free_port()?, true).await?;
+    println!("== {}: what sessions cost the store", store.name());
+    let email = format!("bench-{}@example.com", env["BENCH_RUN"]);
+    let (_, cookie) = signed_in_with_a_cart(&server.url, &email).await?;
+    drop(server);
+    Ok(Some(
+        store_cost(&env, &cookie, options.store_sessions.max(1)).await?,
+    ))
+}
+
 /// The bytes the store holds for the session in `cookie`.
 pub(crate) async fn stored_bytes(
     env: &HashMap<String, String>,
     cookie: &str,
 ) -> anyhow::Result<usize> {
+    Ok(stored_session(env, cookie).await?.1.len())
+}
+
+/// The store of `env`, and the state it holds for the session in `cookie`, as it holds it.
+pub(crate) async fn stored_session(
+    env: &HashMap<String, String>,
+    cookie: &str,
+) -> anyhow::Result<(shop::session::Store, String)> {
     use actix_web::cookie::{Cookie, CookieJar, Key};
     let config = shop::Config::from_lookup(|name| env.get(name).cloned())?;
     let raw = cookie
@@ -321,5 +458,9 @@ pub(crate) async fn stored_bytes(
         .value()
         .to_owned();
     let store = shop::session::Store::connect(&config.session).await?;
-    Ok(store.raw(&key).await?.map_or(0, |(value, _)| value.len()))
+    let (raw, _) = store
+        .raw(&key)
+        .await?
+        .context("the session is in the store")?;
+    Ok((store, raw))
 }

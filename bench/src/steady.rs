@@ -1,0 +1,294 @@
+//! Latency at a steady rate, open loop: requests go out on a fixed schedule, whether or not
+//! earlier ones have been answered (a closed-loop tool such as wrk waits for an answer before
+//! it sends again, so a stall delays the requests it would have sent and hides their wait:
+//! coordinated omission). Each request is timed from when it was due. The generator runs on the
+//! load core, on one thread, and a request never waits for a connection: it opens another when
+//! all are busy. It speaks just enough HTTP/1.1 itself (requests written out once, answers read
+//! to their `Content-Length`): a general client cost tens of microseconds a request, which at
+//! ten thousand a second left the generator, not the shop, as the bottleneck. How late the
+//! generator itself sent is reported beside, so a figure the generator spoiled can be told from
+//! one the shop earned.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+/// One request of the cycle the generator sends, in turn.
+#[derive(Clone)]
+pub struct Request {
+    pub post: bool,
+    pub path: String,
+    pub cookie: String,
+    pub body: Option<String>,
+    /// The client address the request claims (`X-Forwarded-For`), as wrk's scripts do.
+    pub client: String,
+}
+
+/// What a steady run saw.
+#[derive(Debug, Clone, Default)]
+pub struct Steady {
+    pub rate: f64,
+    pub sent: u64,
+    pub failed: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    /// How late the generator sent, at its 99th percentile: above a fraction of the p99, the
+    /// figures measure the generator, not the shop.
+    pub late_p99_ms: f64,
+}
+
+/// Sends `requests` in turn to `base` at `rate` a second for `seconds`, on a thread of its own
+/// pinned to `core`, and answers the latencies; `ok` is the status each must answer.
+pub async fn run(
+    base: &str,
+    requests: Vec<Request>,
+    ok: u16,
+    rate: f64,
+    seconds: u32,
+    core: &str,
+) -> anyhow::Result<Steady> {
+    if requests.is_empty() || !(1.0..=1_000_000.0).contains(&rate) {
+        bail!("a steady run needs requests and a rate of 1 to 1,000,000 a second");
+    }
+    let (base, core) = (base.to_owned(), core.to_owned());
+    let thread = std::thread::spawn(move || -> anyhow::Result<Steady> {
+        pin_this_thread(&core)?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(generate(base, requests, ok, rate, seconds))
+    });
+    tokio::task::spawn_blocking(move || thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the generator's thread panicked"))?
+}
+
+/// Pins the calling thread (and the threads it starts) to `core`, with `taskset`.
+fn pin_this_thread(core: &str) -> anyhow::Result<()> {
+    let me = std::fs::read_link("/proc/thread-self")?;
+    let tid = me
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("a thread id")?
+        .to_owned();
+    let status = std::process::Command::new("taskset")
+        .args(["-cp", core, &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("taskset (util-linux)")?;
+    if !status.success() {
+        bail!("taskset could not pin the generator to core {core}");
+    }
+    Ok(())
+}
+
+async fn generate(
+    base: String,
+    requests: Vec<Request>,
+    ok: u16,
+    rate: f64,
+    seconds: u32,
+) -> anyhow::Result<Steady> {
+    let address: SocketAddr = base
+        .trim_start_matches("http://")
+        .parse()
+        .context("the base is http://address:port")?;
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(requests.iter().map(written).collect());
+    let pool = Arc::new(Pool {
+        address,
+        idle: Mutex::new(Vec::new()),
+    });
+    // A short run at the same rate first, so connections are open before anything is timed.
+    let warm = send_all(&pool, &requests, ok, rate, rate.min(2000.0) as u64).await?;
+    drop(warm);
+    let total = (rate * f64::from(seconds)) as u64;
+    let timed = send_all(&pool, &requests, ok, rate, total).await?;
+    let failed = timed.iter().filter(|t| !t.ok).count() as u64;
+    let mut latencies: Vec<u64> = timed.iter().map(|t| t.micros).collect();
+    let mut late: Vec<u64> = timed.iter().map(|t| t.late_micros).collect();
+    latencies.sort_unstable();
+    late.sort_unstable();
+    Ok(Steady {
+        rate,
+        sent: total,
+        failed,
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+        p999_ms: percentile(&latencies, 99.9),
+        late_p99_ms: percentile(&late, 99.0),
+    })
+}
+
+struct Timed {
+    micros: u64,
+    late_micros: u64,
+    ok: bool,
+}
+
+/// A request as it goes on the wire.
+fn written(request: &Request) -> Vec<u8> {
+    let method = if request.post { "POST" } else { "GET" };
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\nX-Forwarded-For: {}\r\n",
+        request.path, request.cookie, request.client
+    );
+    if let Some(body) = &request.body {
+        head.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        head.push_str("\r\n");
+    }
+    head.into_bytes()
+}
+
+/// Idle keep-alive connections to the shop.
+struct Pool {
+    address: SocketAddr,
+    idle: Mutex<Vec<TcpStream>>,
+}
+
+impl Pool {
+    async fn take(&self) -> std::io::Result<TcpStream> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(stream) => Ok(stream),
+            None => {
+                let stream = TcpStream::connect(self.address).await?;
+                stream.set_nodelay(true)?;
+                Ok(stream)
+            }
+        }
+    }
+
+    fn put_back(&self, stream: TcpStream) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(stream);
+    }
+}
+
+/// Sends one request and reads its answer to the end: whether it had status `ok`. A connection
+/// that answered in full goes back to the pool.
+async fn exchange(pool: &Pool, request: &[u8], ok: u16) -> std::io::Result<bool> {
+    let mut stream = pool.take().await?;
+    stream.write_all(request).await?;
+    let mut answer = Vec::with_capacity(8192);
+    let mut chunk = [0_u8; 16384];
+    let (head_end, length) = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let Some(length) = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+            else {
+                // No length (chunked, or a close-delimited body): not reused.
+                return Ok(false);
+            };
+            break (end + 4, length);
+        }
+    };
+    while answer.len() < head_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let status = std::str::from_utf8(answer.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|code| code.parse::<u16>().ok());
+    pool.put_back(stream);
+    Ok(status == Some(ok))
+}
+
+/// Sends `total` requests on schedule: request `i` is due `i / rate` seconds after the start.
+/// The wait for the next one sleeps while it is more than two milliseconds away (tokio's timer
+/// has a resolution of one) and yields to the requests in flight after that.
+async fn send_all(
+    pool: &Arc<Pool>,
+    requests: &Arc<Vec<Vec<u8>>>,
+    ok: u16,
+    rate: f64,
+    total: u64,
+) -> anyhow::Result<Vec<Timed>> {
+    let start = Instant::now() + Duration::from_millis(20);
+    let mut flight = JoinSet::new();
+    let mut timed = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        loop {
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            if due - now > Duration::from_millis(2) {
+                tokio::time::sleep(due - now - Duration::from_millis(1)).await;
+            } else {
+                tokio::task::yield_now().await;
+            }
+            while let Some(done) = flight.try_join_next() {
+                timed.push(done?);
+            }
+        }
+        let late_micros = due.elapsed().as_micros() as u64;
+        let (pool, requests) = (pool.clone(), requests.clone());
+        flight.spawn(async move {
+            let request = &requests[(i as usize) % requests.len()];
+            let answered =
+                tokio::time::timeout(Duration::from_secs(10), exchange(&pool, request, ok))
+                    .await
+                    .is_ok_and(|result| result.unwrap_or(false));
+            Timed {
+                micros: due.elapsed().as_micros() as u64,
+                late_micros,
+                ok: answered,
+            }
+        });
+    }
+    while let Some(done) = flight.join_next().await {
+        timed.push(done?);
+    }
+    Ok(timed)
+}
+
+/// The `p`th percentile of sorted microseconds, in milliseconds.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let at = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[at.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_of_sorted_microseconds_are_in_milliseconds() {
+        let sorted: Vec<u64> = (1..=1000).map(|i| i * 10).collect();
+        assert_eq!(percentile(&sorted, 50.0), 5.0);
+        assert_eq!(percentile(&sorted, 99.0), 9.9);
+        assert_eq!(percentile(&sorted, 100.0), 10.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+}
