@@ -139,12 +139,7 @@ fn error(err: impl std::fmt::Display) -> Response {
 }
 
 async fn setup(session: Session) -> Response {
-    let cart: Vec<Line> = (1..=5)
-        .map(|product_id| Line {
-            product_id,
-            quantity: 1,
-        })
-        .collect();
+    let cart = five_line_cart();
     match session.insert(CART, cart).await {
         Ok(()) => "ok".into_response(),
         Err(err) => error(err),
@@ -164,6 +159,11 @@ async fn change(
     Path(line): Path<usize>,
     Form(form): Form<QuantityForm>,
 ) -> Response {
+    set_line(&session, line, form.quantity).await
+}
+
+/// Sets line `line` (from 1) of the session's cart to `quantity` and saves the session.
+async fn set_line(session: &Session, line: usize, quantity: u32) -> Response {
     let mut cart = match session.get::<Vec<Line>>(CART).await {
         Ok(cart) => cart.unwrap_or_default(),
         Err(err) => return error(err),
@@ -171,11 +171,21 @@ async fn change(
     let Some(entry) = line.checked_sub(1).and_then(|i| cart.get_mut(i)) else {
         return (StatusCode::BAD_REQUEST, "no such line").into_response();
     };
-    entry.quantity = form.quantity;
+    entry.quantity = quantity;
     match session.insert(CART, cart).await {
         Ok(()) => Redirect::to("/cart").into_response(),
         Err(err) => error(err),
     }
+}
+
+/// The bench's cart: products 1 to 5, one of each.
+fn five_line_cart() -> Vec<Line> {
+    (1..=5)
+        .map(|product_id| Line {
+            product_id,
+            quantity: 1,
+        })
+        .collect()
 }
 
 /// The shop's work on the same two paths, with tower-sessions and askama.
@@ -274,12 +284,7 @@ mod same {
 
     /// A signed-in shopper with a 5-line cart and a form token; answers the token.
     pub async fn setup(session: Session) -> Response {
-        let cart: Vec<Line> = (1..=5)
-            .map(|product_id| Line {
-                product_id,
-                quantity: 1,
-            })
-            .collect();
+        let cart = five_line_cart();
         let token = hex::encode(rand::random::<[u8; 32]>());
         let user = User {
             id: 1,
@@ -361,18 +366,7 @@ mod same {
         if token.is_empty() || !bool::from(token.as_bytes().ct_eq(form.csrf_token.as_bytes())) {
             return (StatusCode::FORBIDDEN, "bad form token").into_response();
         }
-        let mut cart = match session.get::<Vec<Line>>(CART).await {
-            Ok(cart) => cart.unwrap_or_default(),
-            Err(err) => return error(err),
-        };
-        let Some(entry) = line.checked_sub(1).and_then(|i| cart.get_mut(i)) else {
-            return (StatusCode::BAD_REQUEST, "no such line").into_response();
-        };
-        entry.quantity = form.quantity;
-        match session.insert(CART, cart).await {
-            Ok(()) => Redirect::to("/cart").into_response(),
-            Err(err) => error(err),
-        }
+        set_line(&session, line, form.quantity).await
     }
 
     /// The shop's response headers: `X-Served-By`, `no-store`, and the four security headers.
