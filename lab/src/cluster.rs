@@ -21,10 +21,43 @@ pub enum Balancing {
 }
 
 impl Balancing {
-    fn conf_file(self) -> &'static str {
+    /// The file's name in `deploy/nginx` (or in the folder `NginxConfs::Dir` names).
+    pub fn conf_file(self) -> &'static str {
         match self {
             Balancing::RoundRobin => "round-robin.conf",
             Balancing::Sticky => "sticky.conf",
+        }
+    }
+
+    /// The file as the lab was built with it, so the lab runs from any directory.
+    fn built_in(self) -> &'static str {
+        match self {
+            Balancing::RoundRobin => include_str!("../../deploy/nginx/round-robin.conf"),
+            Balancing::Sticky => include_str!("../../deploy/nginx/sticky.conf"),
+        }
+    }
+}
+
+/// Where nginx's site configurations come from.
+#[derive(Debug, Clone, Default)]
+pub enum NginxConfs {
+    /// `deploy/nginx` as it was when the lab was built.
+    #[default]
+    BuiltIn,
+    /// A folder with `round-robin.conf` and `sticky.conf`, to try an edited configuration
+    /// without rebuilding (the lab's `LAB_NGINX_DIR`).
+    Dir(PathBuf),
+}
+
+impl NginxConfs {
+    fn read(&self, balancing: Balancing) -> anyhow::Result<String> {
+        match self {
+            NginxConfs::BuiltIn => Ok(balancing.built_in().to_owned()),
+            NginxConfs::Dir(dir) => {
+                let file = dir.join(balancing.conf_file());
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("could not read {}", file.display()))
+            }
         }
     }
 }
@@ -39,8 +72,8 @@ pub struct ClusterConfig {
     pub env: HashMap<String, String>,
     /// Where nginx's configuration, logs and pid file go.
     pub work_dir: PathBuf,
-    /// The folder with `round-robin.conf` and `sticky.conf`.
-    pub nginx_dir: PathBuf,
+    /// nginx's site configurations, the deployment's own.
+    pub nginx: NginxConfs,
 }
 
 pub struct Replica {
@@ -220,12 +253,7 @@ impl Cluster {
 
     fn write_nginx_conf(&mut self, port: u16) -> anyhow::Result<()> {
         let dir = &self.config.work_dir;
-        let template = self
-            .config
-            .nginx_dir
-            .join(self.config.balancing.conf_file());
-        let shop_conf = std::fs::read_to_string(&template)
-            .with_context(|| format!("could not read {}", template.display()))?;
+        let shop_conf = self.config.nginx.read(self.config.balancing)?;
         let ports: Vec<u16> = self.replicas.iter().map(|r| r.port).collect();
         std::fs::write(dir.join("shop.conf"), localize(&shop_conf, &ports, port))?;
         self.fail_timeout = fail_timeout(&shop_conf);
@@ -352,7 +380,7 @@ mod tests {
 
     #[test]
     fn the_deployment_file_is_pointed_at_loopback_ports() {
-        let conf = include_str!("../../deploy/nginx/round-robin.conf");
+        let conf = super::Balancing::RoundRobin.built_in();
         let local = localize(conf, &[9001, 9002, 9003, 9004], 9000);
         assert!(!local.contains("shop1:8080"));
         assert!(local.contains("server 127.0.0.1:9004 max_fails=2 fail_timeout=2s;"));
@@ -360,11 +388,7 @@ mod tests {
         assert!(local.contains("listen 127.0.0.1:9000;"));
         assert!(local.contains("proxy_next_upstream error timeout http_502;"));
         assert!(!local.contains("ip_hash;"));
-        let sticky = localize(
-            include_str!("../../deploy/nginx/sticky.conf"),
-            &[9001],
-            9000,
-        );
+        let sticky = localize(super::Balancing::Sticky.built_in(), &[9001], 9000);
         assert!(sticky.contains("ip_hash;"));
     }
 }

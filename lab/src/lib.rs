@@ -9,7 +9,7 @@ pub mod scenario;
 pub mod shopper;
 pub mod svg;
 
-pub use cluster::{Balancing, Cluster, ClusterConfig, signal_group};
+pub use cluster::{Balancing, Cluster, ClusterConfig, NginxConfs, signal_group};
 pub use redis_cluster::RedisCluster;
 pub use scenario::{Mode, Outcome};
 pub use shopper::Shopper;

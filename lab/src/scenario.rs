@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rand::RngCore;
 
-use super::cluster::{Balancing, Cluster, ClusterConfig};
+use super::cluster::{Balancing, Cluster, ClusterConfig, NginxConfs};
 use super::redis_cluster::{NODE_TIMEOUT_MS, RedisCluster};
 use super::shopper::Shopper;
 use shop::session::Backend;
@@ -66,7 +66,7 @@ pub struct LabConfig {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: HashMap<String, String>,
-    pub nginx_dir: PathBuf,
+    pub nginx: NginxConfs,
     pub replicas: usize,
     pub shoppers: usize,
     /// Whether to finish with a rolling restart under a browsing client.
@@ -88,6 +88,17 @@ pub struct Outcome {
     pub replicas_seen: BTreeSet<String>,
     /// Requests and failed requests of a client browsing through a rolling restart.
     pub rolling_restart: Option<(u64, u64)>,
+}
+
+impl Outcome {
+    /// Every shopper kept their login and cart and checked out, and no request failed in the
+    /// rolling restart: what the rule promises.
+    pub fn kept_everything(&self) -> bool {
+        self.kept_login == self.shoppers
+            && self.kept_cart == self.shoppers
+            && self.checked_out == self.shoppers
+            && self.rolling_restart.is_none_or(|(_, failed)| failed == 0)
+    }
 }
 
 struct Narrator<'a> {
@@ -170,7 +181,7 @@ pub async fn run(
         balancing: mode.balancing(),
         env,
         work_dir: work.path().to_owned(),
-        nginx_dir: lab.nginx_dir.clone(),
+        nginx: lab.nginx.clone(),
     })
     .await?;
     let names: Vec<String> = cluster

@@ -203,7 +203,7 @@ pub async fn round_robin_cluster(
         balancing: shop_lab::Balancing::RoundRobin,
         env: settings,
         work_dir: work.path().to_owned(),
-        nginx_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx").into(),
+        nginx: shop_lab::NginxConfs::BuiltIn,
     })
     .await
     .expect("the cluster starts");

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use shop::session::Backend;
+use shop_lab::NginxConfs;
 use shop_lab::scenario::{self, LabConfig, Mode, Outcome};
 
 use crate::helpers::test_settings_for;
@@ -20,7 +21,7 @@ async fn journey(backend: &str, mode: Mode) -> Outcome {
         program: PathBuf::from(env!("CARGO_BIN_EXE_shop")),
         args: Vec::new(),
         env,
-        nginx_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx")),
+        nginx: NginxConfs::BuiltIn,
         replicas: 3,
         shoppers: 4,
         rolling_restart: matches!(mode, Mode::External(_)),
