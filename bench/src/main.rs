@@ -10,7 +10,7 @@
 //!   target/release/bench [--seconds 5] [--sessions 1000] [--rss-sessions 100000]
 //!                        [--stores redis,postgres] [--runs 3] [--flames] [--peer]
 //!                        [--paths anonymous,read,many-sessions,write,login]
-//!                        [--store-sessions 100000]
+//!                        [--store-sessions 100000] [--results bench/results]
 //!   target/release/bench --instructions [--stores redis,postgres] [--peer]
 //!     (the shop's instructions per request under callgrind instead: see `instructions.rs`)
 //!   target/release/bench --store-memory [--stores …] [--store-sessions 100000]
@@ -108,7 +108,8 @@ async fn main() -> anyhow::Result<()> {
     if !shop.exists() || !ceiling_program.exists() {
         bail!("build first: cargo build --release --all-features --bins");
     }
-    std::fs::create_dir_all("bench/results")?;
+    std::fs::create_dir_all(&options.results)
+        .with_context(|| format!("could not create {}", options.results.display()))?;
     let work = tempfile::tempdir()?;
     let servers = Started::start(&options, work.path()).await?;
     if options.instructions {
@@ -144,8 +145,7 @@ async fn main() -> anyhow::Result<()> {
         counted.push(instructions::count_ceiling(&ceiling_program, &page).await?);
         let markdown = instructions::markdown(&counted);
         println!("\n{markdown}");
-        std::fs::write("bench/results/instructions.md", &markdown)?;
-        println!("Written: bench/results/instructions.md");
+        write_result(&options, "instructions.md", &markdown)?;
         return Ok(());
     }
     if options.store_memory {
@@ -164,8 +164,7 @@ async fn main() -> anyhow::Result<()> {
                 .trim_start_matches("\n## What sessions cost the store")
         );
         println!("\n{markdown}");
-        std::fs::write("bench/results/store-memory.md", &markdown)?;
-        println!("Written: bench/results/store-memory.md");
+        write_result(&options, "store-memory.md", &markdown)?;
         return Ok(());
     }
     let mut runs = Vec::new();
@@ -190,8 +189,16 @@ async fn main() -> anyhow::Result<()> {
     };
     let markdown = report::markdown(&runs, &ceilings, &options_line(&options));
     println!("\n{markdown}");
-    std::fs::write("bench/results/latest.md", &markdown)?;
-    std::fs::write("bench/results/latest.svg", report::svg(&runs, &ceilings))?;
-    println!("Written: bench/results/latest.md, bench/results/latest.svg");
+    write_result(&options, "latest.md", &markdown)?;
+    write_result(&options, "latest.svg", &report::svg(&runs, &ceilings))?;
+    Ok(())
+}
+
+/// Writes one result file into the results folder and says where.
+fn write_result(options: &Options, name: &str, contents: &str) -> anyhow::Result<()> {
+    let file = options.results.join(name);
+    std::fs::write(&file, contents)
+        .with_context(|| format!("could not write {}", file.display()))?;
+    println!("Written: {}", file.display());
     Ok(())
 }

@@ -101,7 +101,7 @@ impl Bench<'_> {
     }
 
     /// One more run with `perf` sampling the shop's stacks, folded by inferno into
-    /// `bench/results/flame-<store>-<path>[-2-workers].svg`.
+    /// `flame-<store>-<path>[-2-workers].svg` in the results folder.
     pub(crate) async fn flame(&self, path: BenchPath, load: &Load<'_>) -> anyhow::Result<()> {
         let work = tempfile::tempdir()?;
         let data = work.path().join("perf.data");
@@ -123,11 +123,12 @@ impl Bench<'_> {
             .await;
         perf.wait().await?;
         let suffix = if self.server.pinned { "" } else { "-2-workers" };
-        let name = format!(
-            "bench/results/flame-{}-{}{suffix}.svg",
-            self.name,
-            path.slug(),
-        );
+        let name = self
+            .options
+            .results
+            .join(format!("flame-{}-{}{suffix}.svg", self.name, path.slug()))
+            .display()
+            .to_string();
         let title = format!(
             "{}: {} ({} worker{})",
             self.name,

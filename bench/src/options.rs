@@ -21,6 +21,9 @@ pub(crate) struct Options {
     pub(crate) store_sessions: u64,
     /// Measure only that (`--store-memory`), no wrk runs.
     pub(crate) store_memory: bool,
+    /// Where the reports and flame graphs go (`--results`, `bench/results` by default: the
+    /// tracked results; CI's smoke runs write elsewhere).
+    pub(crate) results: PathBuf,
 }
 
 pub(crate) fn options() -> anyhow::Result<Options> {
@@ -55,6 +58,7 @@ pub(crate) fn options() -> anyhow::Result<Options> {
         peer: false,
         store_sessions: 100_000,
         store_memory: false,
+        results: PathBuf::from("bench/results"),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -83,6 +87,7 @@ pub(crate) fn options() -> anyhow::Result<Options> {
             "--rss-sessions" => options.rss_sessions = value.parse()?,
             "--store-sessions" => options.store_sessions = value.parse()?,
             "--runs" => options.runs = value.parse()?,
+            "--results" => options.results = value.into(),
             "--paths" => {
                 options.paths = value
                     .split(',')
