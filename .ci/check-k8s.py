@@ -64,11 +64,22 @@ def check(overlay, backend):
         problem("the liveness probe is not GET /healthz")
     if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
         problem("the readiness probe is not GET /readyz")
+    if spec.get("strategy", {}).get("rollingUpdate", {}).get("maxUnavailable") != 0:
+        problem("a rolling update may take a replica away before its replacement is ready (maxUnavailable must be 0)")
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    config_maps = [
+        cm for name, cm in by_kind.get("ConfigMap", {}).items() if name.startswith("shop-config")
+    ]
+    drain = int(config_maps[0]["data"].get("DRAIN_SECONDS", 6)) if len(config_maps) == 1 else 6
+    # SHUTDOWN_SECONDS in src/startup.rs: what requests in flight get once the drain is over.
+    in_flight = 30
     if not pre_stop or pre_stop[0] != "sleep":
         problem("no preStop pause")
-    elif pod.get("terminationGracePeriodSeconds", 30) <= int(pre_stop[1]) + 30:
-        problem("terminationGracePeriodSeconds leaves no room for the pause and a graceful stop")
+    elif pod.get("terminationGracePeriodSeconds", 30) <= int(pre_stop[1]) + drain + in_flight:
+        problem(
+            "terminationGracePeriodSeconds leaves no room for the pause, the drain "
+            f"({drain} s) and the requests in flight ({in_flight} s)"
+        )
     security = container.get("securityContext", {})
     if not pod.get("securityContext", {}).get("runAsNonRoot") or security.get("allowPrivilegeEscalation") is not False:
         problem("the shop must run as non-root without privilege escalation")

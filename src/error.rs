@@ -117,6 +117,12 @@ impl ShopError {
                  again."
                     .into(),
             ),
+            ShopError::Store(StoreError::OtherVersion(_)) => (
+                "The shop is being updated",
+                "Part of your session was saved by a newer version of the shop, which this \
+                 server cannot read yet. Nothing was changed: please try again in a moment."
+                    .into(),
+            ),
             ShopError::Csrf => (
                 "This form has expired",
                 "The form was missing its security token, or it came from another page. \

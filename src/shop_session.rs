@@ -7,6 +7,13 @@
 //!
 //! Nothing here writes for a visitor who changes nothing: reading the cart, the user or a form
 //! token leaves the session as it was, so a crawler's page views create no stored session.
+//!
+//! During a deploy, replicas of two versions serve the same shoppers. A value (or a whole state)
+//! another version wrote in a shape this one cannot read is shown as absent, and never
+//! overwritten or deleted here: a change that would replace it is refused with
+//! [`StoreError::OtherVersion`] ("the shop is being updated"), and the stored bytes stay for a
+//! replica that reads them. Login and cart are separate values, so one unreadable never blocks
+//! the other. A logout still ends the session: that is what the shopper asked for.
 
 use std::future::{Ready, ready};
 
@@ -19,8 +26,8 @@ use crate::domain::{Cart, UserId};
 use crate::error::ShopError;
 use crate::session::keys::{CART, CHECKOUT, CSRF, FLASH, USER};
 use crate::session::{
-    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, LOADED, Loaded, PendingCheckout, ReadAtStart,
-    SessionSettings, SignedInUser, csrf, now,
+    DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, LOADED, Loaded, OTHER_VERSION, PendingCheckout,
+    ReadAtStart, SessionSettings, SignedInUser, StoreError, csrf, now,
 };
 
 /// The longest `User-Agent` kept in a session.
@@ -68,14 +75,28 @@ impl ShopSession {
             })
     }
 
-    /// A value that no longer decodes (a foreign or outdated shape) counts as absent.
-    fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        match self.session.get(key) {
-            Ok(value) => value,
-            Err(err) => {
-                log::warn!("Session value '{key}' does not decode ({err}); ignoring it.");
-                None
-            }
+    /// A value that does not decode (another version's shape) counts as absent.
+    fn get<T: DeserializeOwned>(&self, key: &'static str) -> Option<T> {
+        self.read(key).ok().flatten()
+    }
+
+    /// The value under `key`, or [`StoreError::OtherVersion`] when it is there in a shape this
+    /// version cannot read: a change must then leave it as it is.
+    fn read<T: DeserializeOwned>(&self, key: &'static str) -> Result<Option<T>, StoreError> {
+        self.session.get(key).map_err(|err| {
+            log::warn!(
+                "Session value '{key}' does not decode here ({err}); another version of the \
+                 shop wrote it, and it is left as it is."
+            );
+            StoreError::OtherVersion(key)
+        })
+    }
+
+    /// Refuses any change when the whole stored state is in another version's format.
+    fn refuse_other_version(&self) -> Result<(), ShopError> {
+        match self.session.contains_key(OTHER_VERSION) {
+            true => Err(StoreError::OtherVersion("state").into()),
+            false => Ok(()),
         }
     }
 
@@ -99,15 +120,20 @@ impl ShopSession {
         self.read_decoded(|| self.get(USER), read)
     }
 
-    fn decoded_cart<R>(&self, read: impl FnOnce(&Cart) -> R) -> R {
-        self.read_decoded(|| self.get(CART).unwrap_or_default(), read)
+    /// The cart, decoded once per request; `None` when another version wrote it in a shape
+    /// this one cannot read.
+    fn decoded_cart<R>(&self, read: impl FnOnce(Option<&Cart>) -> R) -> R {
+        self.read_decoded(
+            || self.read(CART).map(Option::unwrap_or_default).ok(),
+            |cart: &Option<Cart>| read(cart.as_ref()),
+        )
     }
 
     /// Forgets what was decoded: the session is about to change.
     fn forget_decoded(&self) {
         let mut extensions = self.req.extensions_mut();
         extensions.remove::<Decoded<Option<SignedInUser>>>();
-        extensions.remove::<Decoded<Cart>>();
+        extensions.remove::<Decoded<Option<Cart>>>();
     }
 
     /// The id of a user whose recorded sign-in is past the absolute lifetime.
@@ -125,6 +151,7 @@ impl ShopSession {
         let unexpected = |err: actix_session::SessionInsertError| {
             ShopError::Unexpected(anyhow::anyhow!("{err}"))
         };
+        self.refuse_other_version()?;
         self.forget_decoded();
         if key != CSRF && !self.session.contains_key(CSRF) {
             let token = self.guest_token().ok_or(ShopError::Csrf)?;
@@ -150,6 +177,9 @@ impl ShopSession {
     /// message stay behind with that account.
     pub fn log_in(&self, id: UserId, email: String) -> Result<(), ShopError> {
         let settings = self.settings().ok_or(ShopError::Csrf)?;
+        // A renewal deletes the old key: never a state or a login this version cannot read.
+        self.refuse_other_version()?;
+        self.read::<SignedInUser>(USER)?;
         let previous = self.decoded_user(|user| user.as_ref().map(|user| user.id));
         if previous.is_some_and(|previous| previous != id) {
             self.forget_decoded();
@@ -174,6 +204,7 @@ impl ShopSession {
                 email,
                 signed_in_at: now(),
                 agent,
+                unknown: Default::default(),
             },
         )
     }
@@ -221,23 +252,35 @@ impl ShopSession {
         Some(ReadAtStart { raw, state })
     }
 
+    /// The cart as a page shows it in passing; empty when another version wrote it in a shape
+    /// this one cannot read (see [`Self::try_cart`]).
     pub fn cart(&self) -> Cart {
-        self.decoded_cart(Cart::clone)
+        self.decoded_cart(|cart| cart.cloned().unwrap_or_default())
+    }
+
+    /// The cart, for the cart page and for changing it: an error, rather than an empty cart,
+    /// when this version cannot read it.
+    pub fn try_cart(&self) -> Result<Cart, ShopError> {
+        self.decoded_cart(|cart| cart.cloned())
+            .ok_or(ShopError::Store(StoreError::OtherVersion(CART)))
     }
 
     /// How many items the cart holds, as the navigation shows it.
     pub fn cart_count(&self) -> u32 {
-        self.decoded_cart(Cart::item_count)
+        self.decoded_cart(|cart| cart.map_or(0, Cart::item_count))
     }
 
     /// The checkout claimed in this session when the request started, if any.
-    pub fn pending_checkout(&self) -> Option<PendingCheckout> {
-        self.get(CHECKOUT)
+    pub fn pending_checkout(&self) -> Result<Option<PendingCheckout>, ShopError> {
+        Ok(self.read(CHECKOUT)?)
     }
 
+    /// Replaces the cart; refused when the stored one is in a shape this version cannot read.
     pub fn set_cart(&self, cart: &Cart) -> Result<(), ShopError> {
+        self.try_cart()?;
         if cart.is_empty() {
             if self.session.contains_key(CART) {
+                self.refuse_other_version()?;
                 self.forget_decoded();
                 self.session.remove(CART);
             }
@@ -291,23 +334,18 @@ impl ShopSession {
     }
 
     pub fn flash(&self, kind: FlashKind, text: impl Into<String>) -> Result<(), ShopError> {
-        self.insert(
-            FLASH,
-            Flash {
-                kind,
-                text: text.into(),
-            },
-        )
+        self.insert(FLASH, Flash::new(kind, text))
     }
 
-    /// Takes the pending message, if any. Only a session that has one is written back.
+    /// Takes the pending message, if any. Only a session that has one is written back. A
+    /// message this version cannot read stays for a replica that can show it.
     pub fn take_flash(&self) -> Option<Flash> {
-        if !self.session.contains_key(FLASH) {
+        if !self.session.contains_key(FLASH) || self.refuse_other_version().is_err() {
             return None;
         }
-        let flash = self.get(FLASH);
+        let flash = self.get(FLASH)?;
         self.session.remove(FLASH);
-        flash
+        Some(flash)
     }
 }
 
@@ -336,8 +374,10 @@ pub fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
     if let Some(id) = session.expired_sign_in()
         && session.session.status() == SessionStatus::Unchanged
     {
+        // The renewal deletes the old key: never a state or a cart this version cannot read.
+        session.refuse_other_version()?;
+        let cart = session.try_cart()?;
         log::info!("The sign-in of user {id} is past its absolute lifetime; its session is ended.");
-        let cart = session.cart();
         session.forget_decoded();
         session.session.clear();
         session.session.renew();

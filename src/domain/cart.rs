@@ -1,5 +1,6 @@
 //! The cart as it lives in the session: product ids and quantities only, never prices or names,
-//! which are read fresh from the catalog when the cart is shown.
+//! which are read fresh from the catalog when the cart is shown. A line keeps the fields another
+//! version of the shop wrote that this one does not know, so editing it loses none of them.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,10 +9,23 @@ use super::{ProductId, Quantity, QuantityError};
 /// How many different products one cart may hold; keeps the session state small.
 pub const MAX_LINES: usize = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartLine {
     pub product_id: ProductId,
     pub quantity: Quantity,
+    /// Fields written by another version of the shop, kept as they were.
+    #[serde(flatten)]
+    pub unknown: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CartLine {
+    pub fn new(product_id: ProductId, quantity: Quantity) -> Self {
+        Self {
+            product_id,
+            quantity,
+            unknown: serde_json::Map::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,10 +78,7 @@ impl Cart {
         if self.lines.len() >= MAX_LINES {
             return Err(CartError::TooManyLines);
         }
-        self.lines.push(CartLine {
-            product_id,
-            quantity,
-        });
+        self.lines.push(CartLine::new(product_id, quantity));
         Ok(quantity)
     }
 

@@ -68,7 +68,9 @@ pub async fn show(
     session: ShopSession,
     layout: Layout,
 ) -> Result<CartPage, ShopError> {
-    let mut cart = session.cart();
+    // A cart this version cannot read is not shown as empty: the page says the shop is being
+    // updated, and the next request, on any replica, tries again.
+    let mut cart = session.try_cart()?;
     let rows = priced_rows(&state, &cart).await?;
     if rows.len() != cart.lines().len() {
         cart.retain(|id| rows.iter().any(|row| row.product.product_id() == id));
@@ -119,12 +121,9 @@ pub async fn change_cart(
                 &state.session_ttl,
                 session.read_at_start(),
                 |stored| {
-                    let mut cart = cart_in(stored);
+                    let mut cart = cart_in(stored)?;
                     let text = change(&mut cart)?;
-                    let flash = Flash {
-                        kind: FlashKind::Info,
-                        text,
-                    };
+                    let flash = Flash::new(FlashKind::Info, text);
                     put_cart_and_flash(stored, &cart, &flash)
                         .map_err(|err| ShopError::Unexpected(err.into()))
                 },
@@ -140,7 +139,7 @@ pub async fn change_cart(
             Err(ModifyError::Store(err)) => return Err(err.into()),
         }
     }
-    let mut cart = session.cart();
+    let mut cart = session.try_cart()?;
     let text = change(&mut cart)?;
     session.set_cart(&cart)?;
     session.flash(FlashKind::Info, text)

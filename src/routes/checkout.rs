@@ -132,18 +132,18 @@ async fn claim(
     let claimed = state
         .store
         .modify(key, &state.session_ttl, read_at_start, |stored| {
-            let cart = cart_in(stored);
-            match pending_checkout_in(stored) {
+            let cart = cart_in(stored)?;
+            match pending_checkout_in(stored)? {
                 Some(pending) if ages.voided == Some(pending.token.as_str()) => {}
                 Some(pending) if ages.is_stalled(&pending) => return Ok(Claim::Stalled(pending)),
                 Some(pending) if pending.order.is_none() => return Ok(Claim::Pending(pending)),
                 Some(PendingCheckout {
                     order: Some(order), ..
                 }) if cart.is_empty() => {
-                    let flash = Flash {
-                        kind: FlashKind::Info,
-                        text: format!("Order #{order} was already placed for this cart."),
-                    };
+                    let flash = Flash::new(
+                        FlashKind::Info,
+                        format!("Order #{order} was already placed for this cart."),
+                    );
                     put_cart_and_flash(stored, &cart, &flash).map_err(unexpected)?;
                     return Ok(Claim::AlreadyPlaced(order));
                 }
@@ -184,20 +184,17 @@ async fn finish(
     let cleared = state
         .store
         .modify(key, &state.session_ttl, None, |stored| {
-            if pending_checkout_in(stored).as_ref() != Some(claim) {
+            if pending_checkout_in(stored)?.as_ref() != Some(claim) {
                 return Ok(());
             }
-            let mut cart: Cart = cart_in(stored);
+            let mut cart: Cart = cart_in(stored)?;
             cart.remove_ordered(&claim.lines);
             let placed = PendingCheckout {
                 order: Some(order.get()),
                 ..claim.clone()
             };
             put_pending_checkout(stored, Some(&placed)).map_err(unexpected)?;
-            let flash = Flash {
-                kind: FlashKind::Info,
-                text: text.clone(),
-            };
+            let flash = Flash::new(FlashKind::Info, text.clone());
             put_cart_and_flash(stored, &cart, &flash).map_err(unexpected)
         })
         .await;
@@ -223,10 +220,10 @@ async fn release(
     let released = state
         .store
         .modify(key, &state.session_ttl, None, |stored| {
-            if pending_checkout_in(stored).as_ref() == Some(claim) {
+            if pending_checkout_in(stored)?.as_ref() == Some(claim) {
                 put_pending_checkout(stored, None).map_err(unexpected)?;
             }
-            put_cart_and_flash(stored, &cart_in(stored), &error_flash(why)).map_err(unexpected)
+            put_cart_and_flash(stored, &cart_in(stored)?, &error_flash(why)).map_err(unexpected)
         })
         .await;
     if let Err(err) = released {
@@ -238,10 +235,7 @@ async fn release(
 }
 
 fn error_flash(why: &CheckoutError) -> Flash {
-    Flash {
-        kind: FlashKind::Error,
-        text: why.to_string(),
-    }
+    Flash::new(FlashKind::Error, why.to_string())
 }
 
 fn unexpected(err: serde_json::Error) -> ShopError {

@@ -49,6 +49,17 @@ fn not_ours(key: &SessionKey, err: anyhow::Error) -> LoadError {
     LoadError::Deserialization(err)
 }
 
+/// Whether bytes that do not decode as this version's state are another version's state rather
+/// than garbage: the shop's state is a JSON object of strings, and a later format of the whole
+/// state (actix-session's next release writes `{"v":1,"state":{…}}`) must say its version in a
+/// numeric `v`, which this format can never hold. Such a state is kept, never overwritten; one
+/// that is neither is not ours and loads as no session.
+pub fn other_version(raw: &[u8]) -> Option<u64> {
+    // An object, read as a map: a derived struct would also take `[1]` for `{"v":1}`.
+    let state: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw).ok()?;
+    state.get("v")?.as_u64()
+}
+
 /// A new session key: 256 random bits as 64 hex characters.
 pub fn new_key() -> SessionKey {
     let mut bytes = [0_u8; 32];
@@ -107,6 +118,19 @@ mod tests {
         state.insert("big".into(), "x".repeat(MAX_STATE_BYTES));
         let err = encode(&state).unwrap_err();
         assert!(matches!(err, StoreError::TooLarge(_)));
+    }
+
+    #[test]
+    fn another_versions_state_is_told_from_garbage() {
+        assert_eq!(other_version(br#"{"v":2,"state":{"cart":"[]"}}"#), Some(2));
+        for raw in [
+            &b"not json"[..],
+            b"{\"v\":\"2\"}",
+            b"{\"cart\":\"[]\"}",
+            b"[1]",
+        ] {
+            assert_eq!(other_version(raw), None);
+        }
     }
 
     #[test]

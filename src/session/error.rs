@@ -18,6 +18,11 @@ pub enum StoreError {
     /// within the wait, and was undone: nothing was changed.
     #[error("the write did not reach the {wanted} replica(s) required, and was undone")]
     NotReplicated { wanted: u32 },
+    /// What is stored was written by another version of the shop in a shape this one cannot
+    /// read (a whole state, or the named value in it). It is never overwritten or deleted
+    /// here: the change is refused, and a replica of that version will serve the next try.
+    #[error("the session's {0} was written by another version of the shop")]
+    OtherVersion(&'static str),
     /// Encoded state over [`MAX_STATE_BYTES`]: refused whole, never truncated.
     #[error("the session state is {0} bytes; the limit is {MAX_STATE_BYTES}")]
     TooLarge(usize),

@@ -17,7 +17,8 @@
 use actix_web::cookie::time::Duration;
 use serde::{Deserialize, Serialize};
 
-use super::{SignedInUser, State, Store, StoreResult, now, user_in};
+use super::values::UnknownFields;
+use super::{SignedInUser, State, Store, StoreError, StoreResult, now, user_in};
 use crate::domain::UserId;
 
 /// Entries kept per user: the newest sign-ins win, and the session of an entry dropped to make
@@ -30,6 +31,8 @@ struct Entry {
     id: String,
     key: String,
     signed_in_at: i64,
+    #[serde(flatten)]
+    unknown: UnknownFields,
 }
 
 /// What asking to end one of a user's sessions came to.
@@ -60,9 +63,15 @@ fn record_name(user: UserId) -> String {
     format!("user-sessions-{user}")
 }
 
-fn entries(raw: Option<&[u8]>) -> Vec<Entry> {
-    raw.and_then(|raw| serde_json::from_slice(raw).ok())
-        .unwrap_or_default()
+/// The entries of a record; a record another version wrote in a shape this one cannot read is
+/// refused rather than read as empty, so that no login of this version writes over it.
+fn entries(raw: Option<&[u8]>) -> StoreResult<Vec<Entry>> {
+    match raw {
+        None => Ok(Vec::new()),
+        Some(raw) => {
+            serde_json::from_slice(raw).map_err(|_| StoreError::OtherVersion("sessions index"))
+        }
+    }
 }
 
 fn encoded(entries: &[Entry]) -> String {
@@ -87,15 +96,16 @@ impl Store {
             id: public_id(),
             key: key.to_owned(),
             signed_in_at: user.signed_in_at,
+            unknown: UnknownFields::new(),
         };
         let evicted = self
             .update_record(&record_name(user.id), &self.index_ttl(), |raw| {
-                let mut list = entries(raw);
+                let mut list = entries(raw)?;
                 list.retain(|e| e.signed_in_at >= oldest && e.key != entry.key);
                 list.push(entry.clone());
                 let excess = list.len().saturating_sub(MAX_ENTRIES);
                 let evicted: Vec<Entry> = list.drain(..excess).collect();
-                (encoded(&list), evicted)
+                Ok((encoded(&list), evicted))
             })
             .await?;
         // A session the record no longer names could not be ended from the sessions page or by
@@ -114,7 +124,7 @@ impl Store {
         current_key: Option<&str>,
     ) -> StoreResult<Vec<LiveSession>> {
         let name = record_name(user);
-        let list = entries(self.read_record(&name).await?.as_deref());
+        let list = entries(self.read_record(&name).await?.as_deref())?;
         let now = now();
         let idle = self.ttl.whole_seconds();
         let mut live = Vec::new();
@@ -156,7 +166,7 @@ impl Store {
         current_key: Option<&str>,
     ) -> StoreResult<Ending> {
         let name = record_name(user);
-        let list = entries(self.read_record(&name).await?.as_deref());
+        let list = entries(self.read_record(&name).await?.as_deref())?;
         let Some(entry) = list.into_iter().find(|e| e.id == id) else {
             return Ok(Ending::NoSuchSession);
         };
@@ -182,7 +192,7 @@ impl Store {
     /// many were ended (sessions that had already ended count too).
     pub async fn end_other_sessions(&self, user: UserId, keep_key: &str) -> StoreResult<usize> {
         let name = record_name(user);
-        let others: Vec<Entry> = entries(self.read_record(&name).await?.as_deref())
+        let others: Vec<Entry> = entries(self.read_record(&name).await?.as_deref())?
             .into_iter()
             .filter(|e| e.key != keep_key)
             .collect();
@@ -196,9 +206,9 @@ impl Store {
 
     async fn drop_entries(&self, name: &str, gone: impl Fn(&Entry) -> bool) -> StoreResult<()> {
         self.update_record(name, &self.index_ttl(), |raw| {
-            let mut list = entries(raw);
+            let mut list = entries(raw)?;
             list.retain(|e| !gone(e));
-            (encoded(&list), ())
+            Ok((encoded(&list), ()))
         })
         .await
     }
@@ -209,14 +219,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_record_that_does_not_decode_reads_as_empty() {
-        assert!(entries(None).is_empty());
-        assert!(entries(Some(b"not json")).is_empty());
-        let list = vec![Entry {
-            id: public_id(),
-            key: "k".into(),
-            signed_in_at: 1,
-        }];
-        assert_eq!(entries(Some(encoded(&list).as_bytes())).len(), 1);
+    fn a_record_in_another_shape_is_refused_not_read_as_empty() {
+        assert!(entries(None).unwrap().is_empty());
+        assert!(matches!(
+            entries(Some(br#"{"v":2,"entries":[]}"#)),
+            Err(StoreError::OtherVersion(_))
+        ));
+        let newer = br#"[{"id":"a","key":"k","signed_in_at":1,"device":"phone"}]"#;
+        let released = include_bytes!("../../tests/fixtures/sessions/0.1.0.index.json");
+        assert_eq!(entries(Some(released)).unwrap().len(), 1, "0.1.0's record");
+        let list = entries(Some(newer)).unwrap();
+        assert_eq!(list.len(), 1);
+        assert!(encoded(&list).contains(r#""device":"phone""#));
     }
 }

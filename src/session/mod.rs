@@ -72,6 +72,11 @@ pub type State = HashMap<String, String>;
 /// actix-session decrypted it once, to load the state). See [`Loaded`].
 pub const LOADED: &str = "__loaded";
 
+/// The entry a load puts in place of a state stored in another version's format (see
+/// [`codec::other_version`]): the request sees no session, and every write of it is refused, so
+/// the stored bytes stay as they are for a replica that reads them. Never stored.
+pub const OTHER_VERSION: &str = "__other_version";
+
 /// What [`LOADED`] carries, in one entry rather than two (one more entry would grow the state's
 /// map on every read): the key, a newline (never in a key), the bytes read.
 pub struct Loaded<'a> {

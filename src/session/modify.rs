@@ -5,7 +5,7 @@
 use actix_session::storage::SessionKey;
 use actix_web::cookie::time::Duration;
 
-use super::codec::{decode, encode};
+use super::codec::{decode, encode, other_version};
 use super::store::dispatch;
 use super::{LOADED, Operation, RawStore, State, Store, StoreError, StoreResult};
 
@@ -74,6 +74,9 @@ impl Store {
                 ),
             };
             let Some(raw) = raw else { return Ok(None) };
+            if decoded.is_none() && other_version(&raw).is_some() {
+                return Err(ModifyError::Store(StoreError::OtherVersion("state")));
+            }
             let Ok(mut state) = decoded.map_or_else(|| decode(&session_key, &raw), Ok) else {
                 return Ok(None);
             };
@@ -110,17 +113,18 @@ impl Store {
 impl Store {
     /// Applies `change` to the small record under `name` (a counter, a user's sessions index)
     /// as a compare-and-set: `change` gets the bytes read (none when there is no live record)
-    /// and gives the bytes to write and what to return. Retried while other requests change the
-    /// record in between; the record expires `ttl` after the last change.
+    /// and gives the bytes to write and what to return, or refuses (a record another version
+    /// wrote in a shape this one cannot read), writing nothing. Retried while other requests
+    /// change the record in between; the record expires `ttl` after the last change.
     pub(crate) async fn update_record<T>(
         &self,
         name: &str,
         ttl: &Duration,
-        mut change: impl FnMut(Option<&[u8]>) -> (String, T),
+        mut change: impl FnMut(Option<&[u8]>) -> StoreResult<(String, T)>,
     ) -> StoreResult<T> {
         for attempt in 1..=MODIFY_ATTEMPTS {
             let raw = self.read_record(name).await?;
-            let (next, out) = change(raw.as_deref());
+            let (next, out) = change(raw.as_deref())?;
             let swapped = self
                 .measured(Operation::Update, async {
                     match &raw {

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
 
-use super::codec::{decode_owned, encode, key_prefix, new_key};
+use super::codec::{decode_owned, encode, key_prefix, new_key, other_version};
 #[cfg(feature = "memcached")]
 use super::memcached::MemcachedStore;
 #[cfg(feature = "redis")]
 use super::redis::RedisStore;
 use super::{
-    Backend, LOADED, Loaded, MemoryStore, Operation, RawStore, SessionConfig, SqlStore, State,
-    StoreError, StoreResult, StoreSettings, StoreStats, user_in,
+    Backend, LOADED, Loaded, MemoryStore, OTHER_VERSION, Operation, RawStore, SessionConfig,
+    SqlStore, State, StoreError, StoreResult, StoreSettings, StoreStats, user_in,
 };
 
 /// The store chosen at start-up, with counters of what it was asked to do. An enum inside
@@ -189,6 +189,17 @@ impl SessionStore for Store {
             .await
             .map_err(|err| LoadError::Other(reported(err)))?;
         let Some(raw) = raw else { return Ok(None) };
+        if let Some(version) = other_version(&raw) {
+            log::warn!(
+                "Session {} is stored in format {version} of another version of the shop; it is \
+                 read as empty here and left as it is.",
+                key_prefix(key)
+            );
+            return Ok(Some(State::from([(
+                OTHER_VERSION.to_owned(),
+                version.to_string(),
+            )])));
+        }
         // What was read travels with the state (moved, not copied), so that `update` writes
         // only over it.
         let (mut state, raw) = decode_owned(key, raw)?;
@@ -197,6 +208,11 @@ impl SessionStore for Store {
     }
 
     async fn save(&self, mut state: State, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        if state.contains_key(OTHER_VERSION) {
+            return Err(SaveError::Other(reported(StoreError::OtherVersion(
+                "state",
+            ))));
+        }
         state.remove(LOADED);
         let signed_in = user_in(&state);
         let state = encode(&state).map_err(|err| SaveError::Serialization(err.into()))?;
@@ -239,6 +255,11 @@ impl SessionStore for Store {
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
         let mut state = state;
+        if state.contains_key(OTHER_VERSION) {
+            return Err(UpdateError::Other(reported(StoreError::OtherVersion(
+                "state",
+            ))));
+        }
         let loaded = state.remove(LOADED);
         let loaded = loaded
             .as_deref()

@@ -3,9 +3,10 @@
 //! store (for changes made with `Store::modify`), in the same encoding actix-session uses. The
 //! store layer and the typed `ShopSession` both build on this; neither on the other.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::csrf;
+use super::{StoreError, csrf};
 use crate::domain::{Cart, CartLine, UserId};
 
 pub(crate) const USER: &str = "user";
@@ -13,6 +14,25 @@ pub(crate) const CART: &str = "cart";
 pub(crate) const FLASH: &str = "flash";
 pub(crate) const CSRF: &str = "csrf";
 pub(crate) const CHECKOUT: &str = "checkout";
+
+/// Fields of a stored value that this version does not know, kept as they were read and written
+/// back with the value, so that a replica of an older version editing a value written by a
+/// newer one loses nothing of it (see README, "Deploying a new version").
+pub type UnknownFields = serde_json::Map<String, serde_json::Value>;
+
+/// The value under `key`: `None` when absent, [`StoreError::OtherVersion`] when it is there in
+/// a shape this version cannot read, which its callers then never overwrite.
+pub fn value_in<T: DeserializeOwned>(
+    state: &super::State,
+    key: &'static str,
+) -> Result<Option<T>, StoreError> {
+    match state.get(key) {
+        None => Ok(None),
+        Some(value) => serde_json::from_str(value)
+            .map(Some)
+            .map_err(|_| StoreError::OtherVersion(key)),
+    }
+}
 
 /// The user a session belongs to, once logged in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,11 +47,13 @@ pub struct SignedInUser {
     /// shopper's sessions page.
     #[serde(default)]
     pub agent: String,
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
-/// The signed-in user recorded in a state read straight from the store, if any.
+/// The signed-in user recorded in a state read straight from the store, if any and readable.
 pub fn user_in(state: &super::State) -> Option<SignedInUser> {
-    serde_json::from_str(state.get(USER)?).ok()
+    value_in(state, USER).ok().flatten()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,9 +67,19 @@ pub enum FlashKind {
 pub struct Flash {
     pub kind: FlashKind,
     pub text: String,
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 impl Flash {
+    pub fn new(kind: FlashKind, text: impl Into<String>) -> Self {
+        Self {
+            kind,
+            text: text.into(),
+            unknown: UnknownFields::new(),
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         self.kind == FlashKind::Error
     }
@@ -57,12 +89,10 @@ impl Flash {
 pub const DEFAULT_MAX_LOGIN_SECONDS: i64 = 12 * 3600;
 
 /// The cart in a state read straight from the store (for changes made with `Store::modify`),
-/// in the same encoding actix-session uses.
-pub fn cart_in(state: &super::State) -> Cart {
-    state
-        .get(CART)
-        .and_then(|value| serde_json::from_str(value).ok())
-        .unwrap_or_default()
+/// in the same encoding actix-session uses; an error when it is there in a shape this version
+/// cannot read, so that no change replaces it with an empty cart.
+pub fn cart_in(state: &super::State) -> Result<Cart, StoreError> {
+    Ok(value_in(state, CART)?.unwrap_or_default())
 }
 
 /// A checkout claimed in the session: the token its order is placed under (unique among orders)
@@ -78,6 +108,8 @@ pub struct PendingCheckout {
     /// that order lands on it.
     #[serde(default)]
     pub order: Option<i64>,
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 impl PendingCheckout {
@@ -88,13 +120,15 @@ impl PendingCheckout {
             lines: lines.to_vec(),
             started_at: now,
             order: None,
+            unknown: UnknownFields::new(),
         }
     }
 }
 
-/// The checkout claimed in a state read straight from the store, if any.
-pub fn pending_checkout_in(state: &super::State) -> Option<PendingCheckout> {
-    serde_json::from_str(state.get(CHECKOUT)?).ok()
+/// The checkout claimed in a state read straight from the store, if any; an error when it is
+/// there in a shape this version cannot read.
+pub fn pending_checkout_in(state: &super::State) -> Result<Option<PendingCheckout>, StoreError> {
+    value_in(state, CHECKOUT)
 }
 
 /// Claims a checkout in a state read straight from the store, or clears the claim.

@@ -14,7 +14,7 @@ async fn claim_left_behind(app: &TestApp) -> PendingCheckout {
     let store = app.store.as_ref().unwrap();
     store
         .modify(&key, &Duration::seconds(1800), None, |state| {
-            let claim = PendingCheckout::new(cart_in(state).lines(), shop::domain::now());
+            let claim = PendingCheckout::new(cart_in(state).unwrap().lines(), shop::domain::now());
             put_pending_checkout(state, Some(&claim)).map(|()| claim)
         })
         .await

@@ -14,6 +14,7 @@ mod catalog;
 mod checkout;
 mod conformance;
 mod csrf;
+mod deploys;
 // Reads each network store directly, so it has nothing to read without one.
 #[cfg(any(feature = "redis", feature = "postgres", feature = "memcached"))]
 mod direct;

@@ -1,5 +1,5 @@
-//! Two real shop processes sharing one SQLite session file: a shopper who logs in on one is
-//! known to the other.
+//! Real shop processes: two sharing one SQLite session file (a shopper who logs in on one is
+//! known to the other), and one stopped with SIGTERM, which drains before it stops.
 
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -12,7 +12,7 @@ use crate::helpers::{TestApp, test_settings, unique_email};
 
 /// A shop process that is killed when the test ends, whatever happens.
 struct Process {
-    _child: Child,
+    child: Child,
     address: String,
 }
 
@@ -44,10 +44,7 @@ async fn start_process(
             .await
             .is_ok_and(|response| response.status() == StatusCode::OK);
         if healthy {
-            return Process {
-                _child: child,
-                address,
-            };
+            return Process { child, address };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -87,4 +84,74 @@ async fn a_login_and_cart_made_on_one_process_are_seen_by_another() {
     beta.post("/checkout", &[]).await;
     assert_eq!(alpha.order_ids().await.len(), 1);
     assert!(alpha.cart().await.is_empty());
+}
+
+/// What a deploy does to a replica: SIGTERM. Before it stops accepting, it answers `/readyz` 503
+/// (so Kubernetes and any health-checking balancer stop sending it shoppers) while it still
+/// serves pages, each response closing its connection (so nginx opens its next one elsewhere);
+/// then it refuses connections and exits cleanly.
+#[tokio::test]
+async fn a_sigtermed_replica_reports_503_on_readyz_before_it_stops_accepting() {
+    let (mut settings, _dir) = test_settings().await;
+    let drain = Duration::from_secs(2);
+    settings.insert("DRAIN_SECONDS".into(), drain.as_secs().to_string());
+    let mut process = start_process(&settings, "draining").await;
+    // A fresh connection for every request: what is measured is the listener, not a kept one.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let get = |path: &str| client.get(format!("{}{path}", process.address)).send();
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+
+    let pid = process.child.id().expect("the shop runs");
+    let sigterm = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let mut unready_at = None;
+    while sigterm.elapsed() < drain / 2 {
+        if get("/readyz").await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE {
+            unready_at = Some(sigterm.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let unready_at = unready_at.expect("/readyz answers 503 within half the drain");
+    let page = get("/").await.expect("pages are still served while draining");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(
+        page.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "a draining replica closes each connection after its response"
+    );
+
+    let mut served_until = unready_at;
+    let refused_at = loop {
+        match get("/healthz").await {
+            Ok(_) => served_until = sigterm.elapsed(),
+            Err(err) if err.is_connect() => break sigterm.elapsed(),
+            Err(err) => panic!("a request failed other than by a refused connection: {err}"),
+        }
+        assert!(sigterm.elapsed() < drain * 5, "still accepting long after the drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        served_until >= drain - Duration::from_millis(200),
+        "it kept serving through the drain ({drain:?}), last served at {served_until:?}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), process.child.wait())
+        .await
+        .expect("it exits once the drain is over")
+        .unwrap();
+    assert!(status.success(), "a drained replica exits cleanly: {status}");
+    println!(
+        "SIGTERM: /readyz 503 after {unready_at:?}, pages served until {served_until:?}, \
+         connections refused from {refused_at:?}, exited after {:?} (DRAIN_SECONDS={})",
+        sigterm.elapsed(),
+        drain.as_secs()
+    );
 }
