@@ -26,12 +26,19 @@ impl Database {
         let pool = connect_any(url, if is_sqlite(url) { 8 } else { 10 })
             .await
             .context("could not connect to DATABASE_URL")?;
-        if is_sqlite(url) {
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await
+        let mut migrator = if is_sqlite(url) {
+            sqlx::migrate!("./migrations/sqlite")
         } else {
-            sqlx::migrate!("./migrations/postgres").run(&pool).await
-        }
-        .context("could not apply the database migrations")?;
+            sqlx::migrate!("./migrations/postgres")
+        };
+        // A rollback starts the previous release against a database the next one has already
+        // migrated: the migrations it does not know are the next release's, additive by policy
+        // (README, "Deploying a new version"), so it starts rather than refusing to.
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(&pool)
+            .await
+            .context("could not apply the database migrations")?;
         Ok(Self {
             pool,
             catalog: Default::default(),
