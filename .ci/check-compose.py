@@ -1,6 +1,7 @@
 """Checks docker-compose.yml on paper, before .ci/compose.sh runs it for real: it parses, and it
 has the topology the proof test runs with local processes (nginx in front of three replicas of
 one service that share one secret, and the three stores)."""
+import re
 import sys
 
 import yaml
@@ -49,6 +50,11 @@ if not nginx_address or env.get("TRUSTED_PROXIES") != nginx_address:
     problems.append("the replicas must trust nginx's fixed address in TRUSTED_PROXIES")
 if not env.get("METRICS_PORT"):
     problems.append("the replicas need a METRICS_PORT listener for Prometheus")
+# A stopped replica drains (DRAIN_SECONDS) and then gives requests in flight 30 s
+# (SHUTDOWN_SECONDS in src/startup.rs) before Docker's SIGKILL ends it.
+grace = re.fullmatch(r"(\d+)s", str(shop.get("stop_grace_period", "10s")))
+if not grace or int(grace.group(1)) < int(env.get("DRAIN_SECONDS", 6)) + 30:
+    problems.append("stop_grace_period must cover the drain and 30 s of requests in flight")
 with open("deploy/prometheus.yml") as f:
     prometheus = yaml.safe_load(f)
 discovered = [

@@ -61,6 +61,12 @@ pub struct Config {
     pub metrics_port: Option<u16>,
     /// `METRICS_HOST`: the address of the metrics listener. Default `127.0.0.1`.
     pub metrics_host: String,
+    /// `DRAIN_SECONDS`: on SIGTERM, how long the shop keeps serving with `/readyz` answering
+    /// 503 (so a load balancer or Kubernetes stops sending it shoppers) and every response
+    /// closing its connection, before it stops accepting and finishes what is in flight. More
+    /// than the keep-alive timeout (5 s), so no idle proxy connection outlives it. 0 to 600.
+    /// Default `6`. SIGINT (Ctrl-C) stops at once.
+    pub drain_seconds: u64,
     /// `SESSION_INSPECTOR`: `1` shows the `/session` inspector. Default: on in development, off
     /// in production.
     pub session_inspector: bool,
@@ -109,6 +115,9 @@ impl Config {
             checkout_claim_seconds,
             metrics_port,
             metrics_host: env.text_or("METRICS_HOST", "127.0.0.1"),
+            drain_seconds: env
+                .number_in("DRAIN_SECONDS", 6_i64, 0..=600)?
+                .unsigned_abs(),
             session_inspector: env.flag("SESSION_INSPECTOR", app_env == AppEnv::Development)?,
             session,
         })

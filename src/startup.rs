@@ -25,6 +25,9 @@ pub use crate::state::{AppState, SECURE_SESSION_COOKIE, SESSION_COOKIE, session_
 /// Largest form body accepted; the biggest real form is well under 1 KiB.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
+/// How long requests in flight get to finish once the shop stops accepting (after the drain).
+const SHUTDOWN_SECONDS: u64 = 30;
+
 /// How often expired sessions are swept from stores that do not expire them on their own.
 const REAP_EVERY: StdDuration = StdDuration::from_secs(60);
 
@@ -35,6 +38,9 @@ pub struct Application {
     metrics_port: Option<u16>,
     server: Server,
     store: Store,
+    state: web::Data<AppState>,
+    /// How long a SIGTERM'd instance drains before it stops (`DRAIN_SECONDS`).
+    drain: StdDuration,
 }
 
 impl Application {
@@ -94,17 +100,20 @@ impl Application {
             session_inspector: config.session_inspector,
             strict_transport_security: config.app_env == AppEnv::Production
                 && config.session.cookie_secure,
+            draining: Default::default(),
         });
         let metrics_port = match config.metrics_port {
             Some(port) => Some(serve_metrics(&config.metrics_host, port, state.clone())?),
             None => None,
         };
-        let server = run(listener, state, &config)?;
+        let server = run(listener, state.clone(), &config)?;
         Ok(Self {
             port,
             metrics_port,
             server,
             store,
+            state,
+            drain: StdDuration::from_secs(config.drain_seconds),
         })
     }
 
@@ -121,8 +130,26 @@ impl Application {
         &self.store
     }
 
-    /// Serves until SIGINT or SIGTERM; in-flight requests finish first.
+    /// Serves until SIGINT or SIGTERM. SIGTERM, what an orchestrator sends to replace a
+    /// replica, first drains: `/readyz` answers 503 at once and every response closes its
+    /// connection, for `DRAIN_SECONDS`, while requests are still served. Then (at once on
+    /// SIGINT) the shop stops accepting, and requests in flight get `SHUTDOWN_SECONDS` to finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let (state, drain) = (self.state, self.drain);
+        tokio::spawn(async move {
+            if stop_signal().await == Stop::Drain && !drain.is_zero() {
+                state.start_draining();
+                log::info!(
+                    "SIGTERM: draining for {} s (/readyz answers 503, connections close after \
+                     each response), then stopping.",
+                    drain.as_secs()
+                );
+                tokio::time::sleep(drain).await;
+            }
+            log::info!("The shop stops accepting; requests in flight are finishing.");
+            handle.stop(true).await;
+        });
         self.server.await
     }
 }
@@ -171,6 +198,27 @@ fn serve_metrics(host: &str, port: u16, state: web::Data<AppState>) -> anyhow::R
     tokio::spawn(server);
     log::info!("Metrics are served on {host}:{port}/metrics.");
     Ok(port)
+}
+
+#[derive(PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: drain first.
+    Drain,
+    /// SIGINT (Ctrl-C): stop now.
+    Now,
+}
+
+async fn stop_signal() -> Stop {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        log::warn!("SIGTERM cannot be caught here; only Ctrl-C stops the shop.");
+        let _ = tokio::signal::ctrl_c().await;
+        return Stop::Now;
+    };
+    tokio::select! {
+        _ = term.recv() => Stop::Drain,
+        _ = tokio::signal::ctrl_c() => Stop::Now,
+    }
 }
 
 fn spawn_reaper(store: Store) {
@@ -245,7 +293,10 @@ fn run(
             )
             .default_service(web::to(routes::not_found))
     })
-    .listen(listener)?;
+    .listen(listener)?
+    // The signals are the application's own (`run_until_stopped`), which drains first.
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_SECONDS);
     if let Some(workers) = config.workers {
         server = server.workers(workers);
     }

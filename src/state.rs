@@ -1,6 +1,8 @@
 //! What every handler can reach: one `AppState` per application, shared by `startup` (which
 //! builds it) and every route (which reads it), so neither imports the other.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use actix_web::cookie::time::Duration;
 
 use crate::db::Database;
@@ -48,9 +50,21 @@ pub struct AppState {
     /// Whether responses carry `Strict-Transport-Security`: in production with Secure cookies,
     /// that is behind TLS.
     pub strict_transport_security: bool,
+    /// Set on SIGTERM: the instance is draining before it stops (see `DRAIN_SECONDS`).
+    pub draining: AtomicBool,
 }
 
 impl AppState {
+    /// Whether this instance is draining: `/readyz` answers 503 and connections are closed
+    /// after each response.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Starts draining.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
     /// This instance's session cookie name.
     pub fn session_cookie(&self) -> &'static str {
         session_cookie_name(self.sessions.cookie_secure)

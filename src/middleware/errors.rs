@@ -68,6 +68,7 @@ pub async fn finish_response(
                 header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
             add_headers(&state, response.headers_mut());
+            close_if_draining(&state, response.head_mut());
             return Err(InternalError::from_response("session store unavailable", response).into());
         }
     };
@@ -113,11 +114,20 @@ pub async fn finish_response(
             .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     }
     add_headers(&state, response.headers_mut());
+    close_if_draining(&state, response.response_mut().head_mut());
     let route = route.unwrap_or_else(|| "unmatched".into());
     state
         .metrics
         .observe(&route, method.as_str(), status.as_u16(), started.elapsed());
     Ok(response)
+}
+
+/// While the instance drains, each response closes its connection, so the proxy in front opens
+/// its next one to another replica instead of reusing one that is about to close.
+fn close_if_draining(state: &AppState, head: &mut actix_web::dev::ResponseHead) {
+    if state.is_draining() {
+        head.set_connection_type(actix_web::http::ConnectionType::Close);
+    }
 }
 
 fn error_page(

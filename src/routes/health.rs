@@ -12,6 +12,12 @@ pub async fn healthz() -> HttpResponse {
 
 /// The database and the session store both answer; 503 names which does not.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.is_draining() {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", RETRY_AFTER_SECONDS))
+            .content_type("text/plain")
+            .body("draining: this instance is stopping\n");
+    }
     let (db, store) = tokio::join!(state.db.ping(), state.store.ping());
     let mut problems = Vec::new();
     if let Err(err) = db {

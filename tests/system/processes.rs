@@ -121,10 +121,14 @@ async fn a_sigtermed_replica_reports_503_on_readyz_before_it_stops_accepting() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let unready_at = unready_at.expect("/readyz answers 503 within half the drain");
-    let page = get("/").await.expect("pages are still served while draining");
+    let page = get("/")
+        .await
+        .expect("pages are still served while draining");
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(
-        page.headers().get("connection").and_then(|v| v.to_str().ok()),
+        page.headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
         Some("close"),
         "a draining replica closes each connection after its response"
     );
@@ -136,7 +140,10 @@ async fn a_sigtermed_replica_reports_503_on_readyz_before_it_stops_accepting() {
             Err(err) if err.is_connect() => break sigterm.elapsed(),
             Err(err) => panic!("a request failed other than by a refused connection: {err}"),
         }
-        assert!(sigterm.elapsed() < drain * 5, "still accepting long after the drain");
+        assert!(
+            sigterm.elapsed() < drain * 5,
+            "still accepting long after the drain"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(
@@ -147,7 +154,10 @@ async fn a_sigtermed_replica_reports_503_on_readyz_before_it_stops_accepting() {
         .await
         .expect("it exits once the drain is over")
         .unwrap();
-    assert!(status.success(), "a drained replica exits cleanly: {status}");
+    assert!(
+        status.success(),
+        "a drained replica exits cleanly: {status}"
+    );
     println!(
         "SIGTERM: /readyz 503 after {unready_at:?}, pages served until {served_until:?}, \
          connections refused from {refused_at:?}, exited after {:?} (DRAIN_SECONDS={})",
