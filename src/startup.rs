@@ -194,6 +194,10 @@ fn serve_metrics(host: &str, port: u16, state: web::Data<AppState>) -> anyhow::R
     })
     .workers(1)
     .listen(listener)?
+    // Signals are the application's alone: actix-server's own SIGTERM handling here shut the
+    // shop's workers down in the middle of the drain (503s and a 502 in the rolling update).
+    // This listener ends with the process.
+    .disable_signals()
     .run();
     tokio::spawn(server);
     log::info!("Metrics are served on {host}:{port}/metrics.");
