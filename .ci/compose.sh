@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The stack as users start it: `docker compose` itself, with the README's commands word for word,
 # and the shopper's journeys through its published port on 127.0.0.1 (.ci/compose/journeys.py):
-# each store, scaling, a killed replica, a killed Redis master, Prometheus. Installs the engine
+# each store, scaling, a killed replica, a rolling replacement of every replica under shoppers,
+# a killed Redis master, Prometheus. Installs the engine
 # and Compose where missing, builds stand-ins for the images when no registry is reachable (CI
 # only), and leaves nothing behind: `down -v` after each stack, then any daemon it started is
 # stopped, and it checks that no container, network or volume of the project is left.
@@ -86,6 +87,7 @@ for store in redis postgres memcached; do
   fi
   journey store "$store"
   journey scale
+  journey rolling "$store"
   docker compose down -v
 done
 

@@ -7,12 +7,16 @@ prints its figures; any failure exits non-zero with the reason.
   journeys.py scale           scale to 5 and back to 2 while a shopper browses: no request fails
   journeys.py cluster         kill the Redis master holding the shopper's session: count the 503
                               window, nothing acknowledged lost, start it again, writes work
+  journeys.py rolling         replace every replica one at a time (deploy/rolling-update.sh)
+                              while shoppers add, change, remove and check out: none signed
+                              out, no cart line lost or changed, no answer outside 2xx/3xx
   journeys.py monitoring      Prometheus reports every replica's metrics target up
 
 Every request is bounded (a timeout each, a fixed number of them) and the script stops by itself.
 """
 import http.cookiejar
 import json
+import random
 import re
 import secrets
 import subprocess
@@ -214,6 +218,112 @@ def journey_scale():
     )
 
 
+def journey_rolling(store):
+    """Shoppers keep shopping while every replica is replaced; each shopper's acknowledged
+    actions are a model of their cart, checked against the cart page after every action."""
+    shoppers = [Shopper() for _ in range(8)]
+    for shopper in shoppers:
+        shopper.register()
+    stop = threading.Event()
+    counts = {"requests": 0, "outside 2xx/3xx": 0, "signed out": 0, "carts wrong": 0,
+              "adds": 0, "changes": 0, "removals": 0, "checkouts": 0}
+    problems = []
+    lock = threading.Lock()
+
+    def count(name, problem=None):
+        with lock:
+            counts[name] += 1
+            if problem and len(problems) < 10:
+                problems.append(problem)
+
+    def checked(shopper, reply, what):
+        count("requests")
+        if not 200 <= reply.status < 400:
+            count("outside 2xx/3xx", f"{what} answered {reply.status} from {reply.served_by}")
+            return False
+        return True
+
+    # Products with stock for every order below on a fresh stack (at least 35 each after the
+    # store journey's order): at most two of each in a cart, two checkouts a shopper (32 at
+    # most), so no order is refused for stock (an honest refusal, not a loss).
+    products = [1, 2, 4, 9, 11]
+
+    def shop(number, shopper):
+        rng = random.Random(number)
+        model = {}
+        checkouts = 0
+        # Until the replacement is over (bounded: 3 minutes, 3,000 actions).
+        deadline = time.monotonic() + 180
+        for _ in range(3000):
+            if stop.is_set() or time.monotonic() > deadline:
+                break
+            action = rng.choice(["add", "add", "add", "change", "remove", "checkout"])
+            product = rng.choice(products)
+            if action == "add" and model.get(product, 0) >= 2:
+                action = "change"
+            if action == "checkout" and checkouts >= 2:
+                action = "remove"
+            if action == "add" or not model:
+                if model.get(product, 0) >= 2:
+                    continue
+                if checked(shopper, shopper.add(product), f"add {product}"):
+                    model[product] = model.get(product, 0) + 1
+                    count("adds")
+            elif action == "change":
+                product, quantity = rng.choice(sorted(model)), rng.randint(1, 2)
+                reply = shopper.post(f"/cart/items/{product}", {"quantity": str(quantity)})
+                if checked(shopper, reply, f"change {product}"):
+                    model[product] = quantity
+                    count("changes")
+            elif action == "remove":
+                product = rng.choice(sorted(model))
+                reply = shopper.post(f"/cart/items/{product}/remove", {})
+                if checked(shopper, reply, f"remove {product}"):
+                    del model[product]
+                    count("removals")
+            else:
+                checkouts += 1
+                reply = shopper.post("/checkout", {})
+                # Placed: to the order. Refused (stock): back to the cart, which stays.
+                if checked(shopper, reply, "checkout") and reply.headers.get(
+                    "Location", ""
+                ).startswith("/orders/"):
+                    model = {}
+                    count("checkouts")
+            page = shopper.get("/cart")
+            if not checked(shopper, page, "the cart page"):
+                continue
+            if USER.search(page.body) is None or USER.search(page.body).group(1) != shopper.email:
+                count("signed out", f"shopper {number} signed out, served by {page.served_by}")
+            cart = {int(p): int(q) for p, q in CART_LINE.findall(page.body)}
+            if cart != model:
+                count("carts wrong", f"shopper {number}: cart {cart}, acknowledged {model}")
+                model = cart
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=shop, args=(n, s)) for n, s in enumerate(shoppers)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        before = set(shop_containers())
+        output = run("docker compose build shop && bash deploy/rolling-update.sh")
+        after = set(shop_containers())
+        time.sleep(2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    if before & after or len(after) != len(before):
+        fail(f"{store}: the replicas were not all replaced: {len(before & after)} of {len(before)} remain")
+    bad = counts["outside 2xx/3xx"] + counts["signed out"] + counts["carts wrong"]
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items())
+    if bad or counts["adds"] < len(shoppers):
+        fail(f"{store} rolling update: {summary}; {problems}")
+    last = output.strip().splitlines()[-1]
+    print(f"compose {store} rolling update ({last.removeprefix('rolling update: ')}): {summary}")
+
+
 def redis_cli(node, *args):
     return run(f"docker compose exec -T {node} redis-cli " + " ".join(args)).strip()
 
@@ -314,6 +424,7 @@ if __name__ == "__main__":
     {
         "store": lambda: journey_store(*rest),
         "scale": journey_scale,
+        "rolling": lambda: journey_rolling(*rest),
         "cluster": journey_cluster,
         "monitoring": journey_monitoring,
     }.get(journey, lambda: fail(f"no journey {journey}"))()
