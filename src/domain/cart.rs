@@ -1,10 +1,11 @@
-//! The cart as it lives in the session: product ids and quantities only, never prices or names,
-//! which are read fresh from the catalog when the cart is shown. A line keeps the fields another
-//! version of the shop wrote that this one does not know, so editing it loses none of them.
+//! The cart as it lives in the session: product ids and quantities, and the unit price each line
+//! was first added at, only to tell the shopper when a price has changed since; names and the
+//! prices charged are read fresh from the catalog. A line keeps the fields another version of
+//! the shop wrote that this one does not know, so editing it loses none of them.
 
 use serde::{Deserialize, Serialize};
 
-use super::{ProductId, Quantity, QuantityError};
+use super::{Money, ProductId, Quantity, QuantityError};
 
 /// How many different products one cart may hold; keeps the session state small.
 pub const MAX_LINES: usize = 50;
@@ -13,6 +14,10 @@ pub const MAX_LINES: usize = 50;
 pub struct CartLine {
     pub product_id: ProductId,
     pub quantity: Quantity,
+    /// The unit price in cents when the line was first added (stored since 0.3.0; a line an
+    /// older release added gets one at its next add). Never what is charged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price_cents: Option<i64>,
     /// Fields written by another version of the shop, kept as they were.
     #[serde(flatten)]
     pub unknown: serde_json::Map<String, serde_json::Value>,
@@ -23,6 +28,7 @@ impl CartLine {
         Self {
             product_id,
             quantity,
+            unit_price_cents: None,
             unknown: serde_json::Map::new(),
         }
     }
@@ -80,6 +86,14 @@ impl Cart {
         }
         self.lines.push(CartLine::new(product_id, quantity));
         Ok(quantity)
+    }
+
+    /// Remembers `price` as the line's unit price, unless it remembers one already: the price
+    /// the shopper first saw stays.
+    pub fn remember_price(&mut self, product_id: ProductId, price: Money) {
+        if let Some(line) = self.lines.iter_mut().find(|l| l.product_id == product_id) {
+            line.unit_price_cents.get_or_insert(price.cents());
+        }
     }
 
     /// Sets a line's quantity; `None` removes the line.

@@ -1,5 +1,5 @@
-//! The cart: lines live in the session as product ids and quantities; names, prices and stock are
-//! read from the catalog every time the cart is shown or changed.
+//! The cart: lines live in the session as product ids, quantities and the price first seen;
+//! names, prices and stock are read from the catalog every time the cart is shown or changed.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -17,6 +17,8 @@ pub struct CartRow {
     pub product: Product,
     pub quantity: u32,
     pub line_total: Money,
+    /// The unit price when the line was added, when the catalog's has changed since.
+    pub was: Option<Money>,
 }
 
 #[derive(Template)]
@@ -55,6 +57,10 @@ pub async fn priced_rows(state: &AppState, cart: &Cart) -> Result<Vec<CartRow>, 
                 .iter()
                 .find(|p| p.product_id() == line.product_id)?;
             Some(CartRow {
+                was: line
+                    .unit_price_cents
+                    .filter(|&cents| cents != product.price_cents)
+                    .map(Money::from_cents),
                 line_total: product.price().times(line.quantity.get()),
                 quantity: line.quantity.get(),
                 product: product.clone(),
@@ -156,6 +162,7 @@ pub async fn add(
         let new_quantity = cart
             .add(product.product_id(), quantity)
             .map_err(ShopError::bad_input)?;
+        cart.remember_price(product.product_id(), product.price());
         check_stock(&product, new_quantity)?;
         Ok(format!("Added {quantity} × {} to your cart.", product.name))
     })

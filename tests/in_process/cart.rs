@@ -157,3 +157,33 @@ async fn a_get_never_changes_the_cart() {
     }
     assert_eq!(app.cart().await, vec![(1, 1)]);
 }
+
+/// A line remembers the price it was added at: when the catalog's changes, the cart says so
+/// beside the new price, which is the one charged.
+#[tokio::test]
+async fn the_cart_says_when_a_price_has_changed_since_the_line_was_added() {
+    let app = spawn_app().await;
+    app.add_to_cart(3, "1").await.assert_redirects_to("/cart");
+    let page = app.get("/cart").await;
+    assert!(!page.body.contains("was $"), "no price has changed yet");
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.settings["DATABASE_URL"])
+        .await
+        .unwrap();
+    sqlx::query("UPDATE products SET price_cents = 4500 WHERE id = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    // The catalog is cached for a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.add_to_cart(3, "1").await.assert_redirects_to("/cart");
+    let page = app.get("/cart").await;
+    assert!(
+        page.body.contains("was $49.00, now $45.00"),
+        "the first price seen stays remembered through a later add: {}",
+        page.body
+    );
+    assert!(page.body.contains("$90.00"), "the new price is charged");
+}

@@ -61,10 +61,10 @@ async fn an_edit_keeps_the_fields_a_newer_version_wrote() {
     let app = spawn_app().await;
     let (email, key) = shopper_with_a_cart(&app).await;
     let mut state = state_of(&app, &key).await;
-    // What a newer release writes: a price remembered on the cart line, a setting on the login,
-    // and a value of its own.
+    // What a newer release writes: a field on the cart line, a setting on the login, and a
+    // value of its own.
     let mut cart = json_of(&state["cart"]);
-    cart[0]["unit_price_cents"] = json!(1450);
+    cart[0]["gift_wrap"] = json!(true);
     state.insert("cart".into(), cart.to_string());
     let mut user = json_of(&state["user"]);
     user["locale"] = json!("fr-FR");
@@ -80,10 +80,13 @@ async fn an_edit_keeps_the_fields_a_newer_version_wrote() {
     let cart = json_of(&after["cart"]);
     assert_eq!(
         cart[0],
-        json!({"product_id": 3, "quantity": 3, "unit_price_cents": 1450}),
+        json!({"product_id": 3, "quantity": 3, "unit_price_cents": 4900, "gift_wrap": true}),
         "the edited line keeps the field it does not know: {cart}"
     );
-    assert_eq!(cart[1], json!({"product_id": 5, "quantity": 1}));
+    assert_eq!(
+        cart[1],
+        json!({"product_id": 5, "quantity": 1, "unit_price_cents": 6500})
+    );
     assert_eq!(json_of(&after["user"])["locale"], json!("fr-FR"));
     assert_eq!(after["wishlist"], "[7,9]");
     assert_eq!(app.signed_in_as().await.as_deref(), Some(email.as_str()));
