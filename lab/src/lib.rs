@@ -3,6 +3,7 @@
 //! and an account of what was lost.
 
 pub mod cluster;
+pub mod deploy;
 pub mod redis_cluster;
 pub mod report;
 pub mod scenario;

@@ -3,7 +3,12 @@
 //! ```text
 //! cargo run -p shop-lab -- --store redis --replicas 3
 //! cargo run -p shop-lab -- --store redis-cluster   # a store master killed
+//! bash .ci/build-previous.sh && cargo run -p shop-lab -- --store redis --deploy
 //! ```
+//!
+//! `--deploy` runs a deploy and its rollback instead (`shop_lab::deploy`): replicas of the
+//! previous release (`--previous`, by default `target/debug/shop-previous`) replaced one by one
+//! by this one and back, under shoppers, with the counts of what they lost.
 //!
 //! Three runs, side by side: the shop with its sessions in a backing store behind round robin
 //! (nothing lost), in process memory behind round robin (everything lost), and in process memory
@@ -24,6 +29,8 @@ struct Args {
     replicas: usize,
     shoppers: usize,
     report: PathBuf,
+    /// `--deploy`: the previous release's binary, replaced by this release and back.
+    deploy: Option<PathBuf>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
@@ -33,7 +40,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         replicas: 3,
         shoppers: 6,
         report: PathBuf::from("lab-report.md"),
+        deploy: None,
     };
+    let mut previous = PathBuf::from("target/debug/shop-previous");
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -50,9 +59,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                 parsed.shoppers = value()?.parse().context("--shoppers takes a number")?
             }
             "--report" => parsed.report = value()?.into(),
+            "--deploy" => parsed.deploy = Some(PathBuf::new()),
+            "--previous" => previous = value()?.into(),
             "--help" | "-h" => {
                 println!(
-                    "usage: lab [--store sqlite|redis|redis-cluster|postgres|memcached] [--replicas N] [--shoppers N] [--report FILE.md]"
+                    "usage: lab [--store sqlite|redis|redis-cluster|postgres|memcached] [--replicas N] [--shoppers N] [--report FILE.md]\n       lab --deploy [--store sqlite|redis|postgres|memcached] [--shoppers N] [--previous BINARY]"
                 );
                 std::process::exit(0);
             }
@@ -75,6 +86,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     }
     if !(1..=50).contains(&parsed.shoppers) {
         bail!("--shoppers must be between 1 and 50");
+    }
+    if let Some(deploy) = parsed.deploy.as_mut() {
+        *deploy = previous;
+        if parsed.store == Mode::RedisCluster {
+            bail!("--deploy runs on one store server: sqlite, redis, postgres or memcached");
+        }
+        if parsed.shoppers > usize::from(shop_lab::deploy::MAX_SHOPPERS) {
+            bail!(
+                "--deploy takes at most {} shoppers",
+                shop_lab::deploy::MAX_SHOPPERS
+            );
+        }
     }
     if parsed.store == Mode::External(Backend::Memory) {
         bail!(
@@ -146,6 +169,56 @@ async fn run_all(
     Ok(outcomes)
 }
 
+/// `--deploy`: the previous release and this one side by side, narrated, with the counts; a
+/// non-zero exit when a shopper lost anything.
+async fn run_deploy(args: &Args, previous: PathBuf, nginx: NginxConfs) -> anyhow::Result<()> {
+    let Mode::External(backend) = args.store else {
+        bail!("--deploy runs on one store server");
+    };
+    let mut env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "PORT" | "HOST" | "INSTANCE_NAME" | "SESSION_SECRET"
+            )
+        })
+        .collect();
+    env.remove("SESSION_BACKEND");
+    println!(
+        "A deploy and its rollback: the previous release ({}) and this one, {} shoppers, \
+         sessions in {}.\n",
+        previous.display(),
+        args.shoppers,
+        backend.name()
+    );
+    let deploy = shop_lab::deploy::Deploy {
+        previous,
+        current: std::env::current_exe()?,
+        args: vec!["serve".into()],
+        backend,
+        env,
+        nginx,
+        shoppers: u8::try_from(args.shoppers)?,
+    };
+    let mut say = |line: String| println!("{line}");
+    let outcome = tokio::select! {
+        outcome = shop_lab::deploy::run(&deploy, &mut say) => outcome?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\nInterrupted: every replica and nginx have been stopped.");
+            std::process::exit(130);
+        }
+    };
+    if !outcome.lost_nothing() {
+        bail!(
+            "shoppers lost something in the deploy: {}; {:?}",
+            outcome.summary(),
+            outcome.problems
+        );
+    }
+    println!("\nNothing lost: {}.", outcome.summary());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut raw = std::env::args().skip(1).peekable();
@@ -159,6 +232,9 @@ async fn main() -> anyhow::Result<()> {
     if let Err(err) = shop_lab::cluster::find_nginx() {
         eprintln!("{err}");
         std::process::exit(1);
+    }
+    if let Some(previous) = &args.deploy {
+        return run_deploy(&args, previous.clone(), nginx).await;
     }
     println!(
         "The sticky-session lab: {} replicas, {} shoppers; the rule kept: {}.\n",

@@ -101,13 +101,14 @@ impl Outcome {
     }
 }
 
-struct Narrator<'a> {
-    started: Instant,
-    say: &'a mut dyn FnMut(String),
+/// Tells the story with the seconds since it began.
+pub(crate) struct Narrator<'a> {
+    pub(crate) started: Instant,
+    pub(crate) say: &'a mut dyn FnMut(String),
 }
 
 impl Narrator<'_> {
-    fn say(&mut self, text: impl Into<String>) {
+    pub(crate) fn say(&mut self, text: impl Into<String>) {
         let elapsed = self.started.elapsed().as_secs_f32();
         (self.say)(format!("[{elapsed:5.1}s] {}", text.into()));
     }
@@ -117,6 +118,42 @@ fn random_hex() -> String {
     let mut bytes = [0_u8; 8];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
+}
+
+/// What every replica of a run shares: `base` with the store, a fresh secret and key prefix, and
+/// SQLite files in `dir` for what `base` does not name.
+pub(crate) fn replica_env(
+    base: &HashMap<String, String>,
+    backend: Backend,
+    dir: &std::path::Path,
+) -> HashMap<String, String> {
+    let dir = dir.display().to_string();
+    let mut secret = [0_u8; 48];
+    rand::rng().fill_bytes(&mut secret);
+    let mut env = base.clone();
+    env.entry("DATABASE_URL".into())
+        .or_insert(format!("sqlite://{dir}/shop.db"));
+    if backend == Backend::Sqlite || !env.contains_key("SESSION_DATABASE_URL") {
+        env.insert(
+            "SESSION_DATABASE_URL".into(),
+            format!("sqlite://{dir}/sessions.db"),
+        );
+    }
+    if backend == Backend::Postgres && env["SESSION_DATABASE_URL"].starts_with("sqlite") {
+        let url = env.get("LAB_POSTGRES_URL").cloned();
+        env.insert(
+            "SESSION_DATABASE_URL".into(),
+            url.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        );
+    }
+    env.insert("SESSION_BACKEND".into(), backend.name().into());
+    env.insert("SESSION_SECRET".into(), hex::encode(secret));
+    env.insert(
+        "SESSION_KEY_PREFIX".into(),
+        format!("lab:{}:", random_hex()),
+    );
+    env.entry("WORKERS".into()).or_insert("1".into());
+    env
 }
 
 /// Runs the scenario once, narrating through `say`. Everything it starts, it stops.
@@ -130,32 +167,7 @@ pub async fn run(
         say,
     };
     let work = tempfile::tempdir().context("could not make a working folder")?;
-    let dir = work.path().display().to_string();
-    let mut secret = [0_u8; 48];
-    rand::rng().fill_bytes(&mut secret);
-    let mut env = lab.env.clone();
-    env.entry("DATABASE_URL".into())
-        .or_insert(format!("sqlite://{dir}/shop.db"));
-    if mode.backend() == Backend::Sqlite || !env.contains_key("SESSION_DATABASE_URL") {
-        env.insert(
-            "SESSION_DATABASE_URL".into(),
-            format!("sqlite://{dir}/sessions.db"),
-        );
-    }
-    if mode.backend() == Backend::Postgres && env["SESSION_DATABASE_URL"].starts_with("sqlite") {
-        let url = env.get("LAB_POSTGRES_URL").cloned();
-        env.insert(
-            "SESSION_DATABASE_URL".into(),
-            url.unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-        );
-    }
-    env.insert("SESSION_BACKEND".into(), mode.backend().name().into());
-    env.insert("SESSION_SECRET".into(), hex::encode(secret));
-    env.insert(
-        "SESSION_KEY_PREFIX".into(),
-        format!("lab:{}:", random_hex()),
-    );
-    env.entry("WORKERS".into()).or_insert("1".into());
+    let mut env = replica_env(&lab.env, mode.backend(), work.path());
 
     narrator.say(format!("Scenario: {}.", mode.label()));
     let prefix = env["SESSION_KEY_PREFIX"].clone();

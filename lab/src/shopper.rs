@@ -97,6 +97,18 @@ impl Shopper {
         Self::with_agent(base, email, source, None)
     }
 
+    /// A shopper whose every request goes on a new connection. A browser resends a request
+    /// whose reused connection the server closed before answering (as nginx's old workers close
+    /// idle ones when it reloads); reqwest does not, so the deploy, which reloads nginx, keeps
+    /// no idle connection to reuse.
+    pub fn with_fresh_connections(
+        base: &str,
+        email: &str,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Self> {
+        Self::build(base, email, source, None, 0)
+    }
+
     /// A shopper whose browser names itself `agent` in `User-Agent`, when given.
     pub fn with_agent(
         base: &str,
@@ -104,8 +116,19 @@ impl Shopper {
         source: Option<IpAddr>,
         agent: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::build(base, email, source, agent, usize::MAX)
+    }
+
+    fn build(
+        base: &str,
+        email: &str,
+        source: Option<IpAddr>,
+        agent: Option<&str>,
+        idle_connections: usize,
+    ) -> anyhow::Result<Self> {
         let jar = Arc::new(Jar::default());
         let mut client = reqwest::Client::builder()
+            .pool_max_idle_per_host(idle_connections)
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)

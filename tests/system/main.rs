@@ -18,6 +18,8 @@ mod helpers;
 #[cfg(feature = "system-tests")]
 mod browser;
 #[cfg(feature = "system-tests")]
+mod deploys;
+#[cfg(feature = "system-tests")]
 mod exactly_once;
 #[cfg(feature = "system-tests")]
 mod image;
