@@ -95,6 +95,12 @@ for variable in ["REDIS_CLUSTER_NODES", "REDIS_MIN_REPLICAS_ACK"]:
 join_dependency = shop.get("depends_on", {}).get("redis-cluster-join", {})
 if join_dependency.get("condition") != "service_completed_successfully" or join_dependency.get("required") is not False:
     problems.append("the replicas must wait for the join job when the cluster profile is on, and only then")
+redis = compose["services"].get("redis", {})
+command = redis.get("command", [])
+if "--appendonly" not in command or command[command.index("--appendonly") + 1] != "yes":
+    problems.append("Redis must keep sessions through a restart: --appendonly yes")
+if not any(str(v).endswith(":/data") for v in redis.get("volumes", [])):
+    problems.append("Redis's append-only file must be on a volume at /data")
 if problems:
     sys.exit("docker-compose.yml: " + "; ".join(problems))
 print("docker-compose.yml: parses, one shop service of 3 replicas behind nginx finding them by DNS, one shared secret, a 6-node Redis Cluster profile")

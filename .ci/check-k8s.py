@@ -157,6 +157,17 @@ def check(overlay, backend):
             problem("a Job must join the nodes, one replica per master")
         if not config.get("REDIS_CLUSTER_NODES") or config.get("REDIS_MIN_REPLICAS_ACK") != "1":
             problem("the replicas must use the cluster and wait for a replica")
+    if overlay == "redis":
+        redis = by_kind.get("Deployment", {}).get("redis", {}).get("spec", {})
+        pod = redis.get("template", {}).get("spec", {})
+        args = pod.get("containers", [{}])[0].get("args", [])
+        claims = [v.get("persistentVolumeClaim", {}).get("claimName") for v in pod.get("volumes", [])]
+        if "--appendonly" not in args or args[args.index("--appendonly") + 1] != "yes":
+            problem("Redis must keep sessions through a restart (--appendonly yes)")
+        if not claims or not all(c in by_kind.get("PersistentVolumeClaim", {}) for c in claims):
+            problem("Redis's append-only file must be on a PersistentVolumeClaim")
+        if redis.get("strategy", {}).get("type") != "Recreate":
+            problem("one Redis pod at a time holds the volume (strategy: Recreate)")
     if overlay == "memcached":
         svc = by_kind.get("Service", {}).get("memcached", {})
         servers = by_kind.get("StatefulSet", {}).get("memcached", {})

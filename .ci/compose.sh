@@ -88,6 +88,7 @@ for store in redis postgres memcached; do
   journey store "$store"
   journey scale
   journey rolling "$store"
+  journey restart "$store"
   docker compose down -v
 done
 

@@ -10,6 +10,8 @@ prints its figures; any failure exits non-zero with the reason.
   journeys.py rolling         replace every replica one at a time (deploy/rolling-update.sh)
                               while shoppers add, change, remove and check out: none signed
                               out, no cart line lost or changed, no answer outside 2xx/3xx
+  journeys.py restart STORE   restart the session store as an upgrade does: the sessions kept,
+                              and the changes acknowledged in the last second before it
   journeys.py monitoring      Prometheus reports every replica's metrics target up
 
 Every request is bounded (a timeout each, a fixed number of them) and the script stops by itself.
@@ -324,6 +326,61 @@ def journey_rolling(store):
     print(f"compose {store} rolling update ({last.removeprefix('rolling update: ')}): {summary}")
 
 
+# What a clean restart of each store (SIGTERM, then start, as an upgrade does) keeps with the
+# deployment files' settings; README, "Choosing the session store", quotes these.
+KEPT_BY_A_RESTART = {"redis": True, "postgres": True, "memcached": False}
+
+
+def journey_restart(store):
+    shoppers = [Shopper() for _ in range(5)]
+    for shopper in shoppers:
+        shopper.register()
+        if shopper.add(1).status != 303:
+            fail(f"{store} restart: an add answered otherwise than 303")
+    # The last second before the restart: one shopper adds and removes products in turn (no
+    # stock runs out), and every acknowledged change is one the store must have.
+    last, model, started = shoppers[0], {1: 1}, time.monotonic()
+    products, acknowledged = [2, 4, 9, 11], 0
+    while time.monotonic() - started < 1:
+        product = products[acknowledged % len(products)]
+        if product in model:
+            if last.post(f"/cart/items/{product}/remove", {}).status == 303:
+                del model[product]
+                acknowledged += 1
+        elif last.add(product).status == 303:
+            model[product] = 1
+            acknowledged += 1
+    run(f"docker compose restart {store}")
+    deadline = time.monotonic() + 60
+    while last.get("/").status != 200:
+        if time.monotonic() > deadline:
+            fail(f"{store} restart: the shop did not answer within 60 s of the store's restart")
+        time.sleep(0.5)
+    def signed_in(shopper):
+        # Every replica reconnects to the store on its own: a page is read once it answers 200.
+        for _ in range(60):
+            page = shopper.get("/")
+            if page.status == 200:
+                found = USER.search(page.body)
+                return found is not None and found.group(1) == shopper.email
+            time.sleep(0.5)
+        fail(f"{store} restart: a replica did not answer 200 within 30 s of the store's restart")
+
+    kept = sum(1 for shopper in shoppers if signed_in(shopper))
+    cart, _ = last.cart()
+    # Changes are kept up to the last one the cart reflects: compare the cart with the model.
+    kept_changes = acknowledged if cart == model else 0 if not cart else "some"
+    figure = (
+        f"kept {kept} of {len(shoppers)} sessions and {kept_changes} of {acknowledged} changes "
+        f"acknowledged in the last second before it"
+    )
+    if KEPT_BY_A_RESTART[store] and (kept != len(shoppers) or cart != model):
+        fail(f"{store}: a restart of the store {figure}; the cart is {cart}, acknowledged {model}")
+    if not KEPT_BY_A_RESTART[store] and kept != 0:
+        fail(f"{store}: a restart of the store {figure}, yet it keeps nothing on disk")
+    print(f"compose {store}: a restart of the store {figure}")
+
+
 def redis_cli(node, *args):
     return run(f"docker compose exec -T {node} redis-cli " + " ".join(args)).strip()
 
@@ -425,6 +482,7 @@ if __name__ == "__main__":
         "store": lambda: journey_store(*rest),
         "scale": journey_scale,
         "rolling": lambda: journey_rolling(*rest),
+        "restart": lambda: journey_restart(*rest),
         "cluster": journey_cluster,
         "monitoring": journey_monitoring,
     }.get(journey, lambda: fail(f"no journey {journey}"))()
