@@ -252,6 +252,9 @@ mod same {
         pub product: Product,
         pub quantity: u32,
         pub line_total: Money,
+        /// The shop's "was $X, now $Y" when a line's price changed; the peer's lines remember
+        /// no price, so never.
+        pub was: Option<Money>,
     }
 
     pub struct Flash {
@@ -326,6 +329,7 @@ mod same {
                     },
                     quantity: line.quantity,
                     line_total: Money(price_cents * i64::from(line.quantity)),
+                    was: None,
                 })
             })
             .collect();
