@@ -129,6 +129,11 @@ impl Shopper {
         let jar = Arc::new(Jar::default());
         let mut client = reqwest::Client::builder()
             .pool_max_idle_per_host(idle_connections)
+            // Below the shop's keep-alive (5 s): a connection the shop is closing for idleness is
+            // never the one reused. reqwest keeps them 90 s, and a reuse racing the shop's close
+            // failed the benchmark's smoke run once ("connection closed before message
+            // completed" on its first page after an idle phase).
+            .pool_idle_timeout(Duration::from_secs(4))
             .cookie_provider(jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
