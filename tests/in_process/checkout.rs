@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, spawn_app, spawn_replica, unique_email};
+use crate::helpers::{TestApp, spawn_app, spawn_client, spawn_replica, unique_email};
 
 async fn signed_in(app: &TestApp, who: &str) -> String {
     let email = unique_email(who);
@@ -122,4 +122,48 @@ async fn another_users_order_is_not_found() {
         );
     }
     assert!(snoop.order_ids().await.is_empty());
+}
+
+/// Two shoppers whose carts hold the same products in opposite orders check out at the same
+/// moment, again and again: stock rows are locked in one order, so neither checkout is aborted.
+/// (On PostgreSQL, opposite orders deadlocked, and the checkout PostgreSQL aborted answered 500.)
+#[tokio::test]
+async fn checkouts_of_the_same_products_in_opposite_orders_never_fail() {
+    let app = spawn_app().await;
+    for round in 0..15 {
+        let (forward, backward) = (spawn_client(&app), spawn_client(&app));
+        forward.register(&unique_email("forward")).await;
+        backward.register(&unique_email("backward")).await;
+        for id in [2, 9, 11, 1] {
+            forward
+                .add_to_cart(id, "1")
+                .await
+                .assert_redirects_to("/cart");
+        }
+        for id in [1, 11, 9, 2] {
+            backward
+                .add_to_cart(id, "1")
+                .await
+                .assert_redirects_to("/cart");
+        }
+        let (first, second) = tokio::join!(
+            forward.post("/checkout", &[]),
+            backward.post("/checkout", &[])
+        );
+        for page in [first, second] {
+            assert_eq!(
+                page.status,
+                StatusCode::SEE_OTHER,
+                "round {round}: {}",
+                page.body
+            );
+            assert!(
+                page.location
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with("/orders/")),
+                "round {round}: {:?}",
+                page.location
+            );
+        }
+    }
 }
