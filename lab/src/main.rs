@@ -129,20 +129,25 @@ fn nginx_confs() -> anyhow::Result<NginxConfs> {
     Ok(NginxConfs::Dir(dir))
 }
 
+/// The environment the replicas inherit: this one, less what each replica or run sets itself
+/// (its address and name, the store, the secret).
+fn replica_base_env() -> HashMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "PORT" | "HOST" | "INSTANCE_NAME" | "SESSION_BACKEND" | "SESSION_SECRET"
+            )
+        })
+        .collect()
+}
+
 async fn run_all(
     args: &Args,
     nginx: NginxConfs,
     narration: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Outcome>> {
-    let mut env: HashMap<String, String> = std::env::vars()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "PORT" | "HOST" | "INSTANCE_NAME" | "SESSION_BACKEND"
-            )
-        })
-        .collect();
-    env.remove("SESSION_SECRET");
+    let env = replica_base_env();
     let lab = LabConfig {
         program: std::env::current_exe()?,
         args: vec!["serve".into()],
@@ -175,15 +180,7 @@ async fn run_deploy(args: &Args, previous: PathBuf, nginx: NginxConfs) -> anyhow
     let Mode::External(backend) = args.store else {
         bail!("--deploy runs on one store server");
     };
-    let mut env: HashMap<String, String> = std::env::vars()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "PORT" | "HOST" | "INSTANCE_NAME" | "SESSION_SECRET"
-            )
-        })
-        .collect();
-    env.remove("SESSION_BACKEND");
+    let env = replica_base_env();
     println!(
         "A deploy and its rollback: the previous release ({}) and this one, {} shoppers, \
          sessions in {}.\n",
