@@ -30,6 +30,9 @@ pub struct Clients {
     pub trusted_proxies: Vec<IpNet>,
     /// The IPv6 prefix length a client is counted by (`IPV6_CLIENT_PREFIX`).
     pub ipv6_prefix: u8,
+    /// The wider IPv6 networks a failed sign-in is counted in as well
+    /// (`IPV6_NETWORK_PREFIXES`), widest last.
+    pub wider_prefixes: Vec<u8>,
 }
 
 impl Default for Clients {
@@ -37,6 +40,7 @@ impl Default for Clients {
         Self {
             trusted_proxies: Vec::new(),
             ipv6_prefix: DEFAULT_IPV6_PREFIX,
+            wider_prefixes: vec![56, 48],
         }
     }
 }
@@ -63,6 +67,25 @@ impl Clients {
         IpNet::new(address, prefix)
             .map(|net| net.trunc())
             .unwrap_or_else(|_| IpNet::from(address))
+    }
+}
+
+impl Clients {
+    /// The client's bucket, then, for IPv6, each wider network it is in: what a failed
+    /// sign-in is counted in, so that one /48 is not 65,536 budgets.
+    pub fn networks(&self, address: IpAddr) -> Vec<IpNet> {
+        let bucket = self.bucket(address);
+        let mut networks = vec![bucket];
+        if address.is_ipv6() {
+            networks.extend(
+                self.wider_prefixes
+                    .iter()
+                    .filter(|&&prefix| prefix < bucket.prefix_len())
+                    .filter_map(|&prefix| IpNet::new(address, prefix).ok())
+                    .map(|net| net.trunc()),
+            );
+        }
+        networks
     }
 }
 
@@ -225,5 +248,20 @@ mod tests {
             wide.bucket(ip("2001:db8:1:3::1")),
             wide.bucket(ip("2001:db8:1:2::1"))
         );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_also_counted_in_its_wider_networks_and_an_ipv4_one_is_not() {
+        let clients = Clients::default();
+        let networks: Vec<String> = clients
+            .networks(ip("2001:db8:1:2:aaaa::1"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            networks,
+            ["2001:db8:1:2::/64", "2001:db8:1::/56", "2001:db8:1::/48"]
+        );
+        assert_eq!(clients.networks(ip("198.51.100.7")).len(), 1);
     }
 }

@@ -27,6 +27,39 @@ pub enum AppEnv {
     Production,
 }
 
+/// The window every limit counts in, unless configured.
+pub const DEFAULT_WINDOW_SECONDS: i64 = 15 * 60;
+
+/// New guest sessions one client may start within the window, unless configured.
+pub const DEFAULT_NEW_SESSIONS_PER_CLIENT: i64 = 300;
+
+/// Registrations one client may attempt within the window, unless configured.
+pub const DEFAULT_REGISTRATIONS_PER_CLIENT: i64 = 50;
+
+/// The wider IPv6 networks a failed sign-in is counted in as well, unless configured.
+pub const DEFAULT_IPV6_NETWORK_PREFIXES: &str = "56,48";
+
+/// The configurable limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `NEW_SESSIONS_PER_CLIENT`.
+    pub new_sessions_per_client: i64,
+    /// `REGISTRATIONS_PER_CLIENT`.
+    pub registrations_per_client: i64,
+    /// `LIMIT_WINDOW_SECONDS`: the window every limit counts in.
+    pub window: actix_web::cookie::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            new_sessions_per_client: DEFAULT_NEW_SESSIONS_PER_CLIENT,
+            registrations_per_client: DEFAULT_REGISTRATIONS_PER_CLIENT,
+            window: actix_web::cookie::time::Duration::seconds(DEFAULT_WINDOW_SECONDS),
+        }
+    }
+}
+
 /// The whole configuration of one shop process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +84,15 @@ pub struct Config {
     /// `IPV6_CLIENT_PREFIX`: the prefix length an IPv6 client is counted by in the login limits
     /// (a host usually has a whole /64). 32 to 128. Default `64`.
     pub ipv6_client_prefix: u8,
+    /// `IPV6_NETWORK_PREFIXES`: the wider IPv6 networks a failed sign-in is counted in as
+    /// well, a comma list of prefix lengths from 16 to 127, each allowed twice the failures of
+    /// the one inside it. Default `56,48`.
+    pub ipv6_network_prefixes: Vec<u8>,
+    /// `NEW_SESSIONS_PER_CLIENT` (new guest sessions one client may start in a window,
+    /// default 300) and `REGISTRATIONS_PER_CLIENT` (registrations one client may attempt in a
+    /// window, default 50), counted in windows of `LIMIT_WINDOW_SECONDS` (1 to 86400, default
+    /// 900).
+    pub limits: Limits,
     /// `CHECKOUT_CLAIM_SECONDS`: how long a checkout that has not finished is waited for (its
     /// claim joined by retries) before a retry voids it and orders the cart as it is then,
     /// judged by the database's clock. At least the longest a checkout transaction can take.
@@ -96,6 +138,24 @@ impl Config {
         let database_url = database_url(&env)?;
         let session = session(&env, app_env, &host, &database_url)?;
         let (trusted_proxies, ipv6_client_prefix) = clients(&env)?;
+        let ipv6_network_prefixes = network_prefixes(&env)?;
+        let limits = Limits {
+            new_sessions_per_client: env.number_in(
+                "NEW_SESSIONS_PER_CLIENT",
+                DEFAULT_NEW_SESSIONS_PER_CLIENT,
+                1..=i64::MAX,
+            )?,
+            registrations_per_client: env.number_in(
+                "REGISTRATIONS_PER_CLIENT",
+                DEFAULT_REGISTRATIONS_PER_CLIENT,
+                1..=i64::MAX,
+            )?,
+            window: actix_web::cookie::time::Duration::seconds(env.number_in(
+                "LIMIT_WINDOW_SECONDS",
+                DEFAULT_WINDOW_SECONDS,
+                1..=86_400,
+            )?),
+        };
         let checkout_claim_seconds =
             env.number_in("CHECKOUT_CLAIM_SECONDS", 30_i64, 1..=i64::MAX)?;
         let metrics_port = match env.text("METRICS_PORT") {
@@ -112,6 +172,8 @@ impl Config {
             instance_name,
             trusted_proxies,
             ipv6_client_prefix,
+            ipv6_network_prefixes,
+            limits,
             checkout_claim_seconds,
             metrics_port,
             metrics_host: env.text_or("METRICS_HOST", "127.0.0.1"),
@@ -259,6 +321,29 @@ fn clients(env: &Env<'_>) -> Result<(Vec<IpNet>, u8), ConfigError> {
         32..=128,
     )?;
     Ok((trusted_proxies, prefix))
+}
+
+/// `IPV6_NETWORK_PREFIXES`, widest last.
+fn network_prefixes(env: &Env<'_>) -> Result<Vec<u8>, ConfigError> {
+    let mut prefixes = env
+        .list("IPV6_NETWORK_PREFIXES", DEFAULT_IPV6_NETWORK_PREFIXES)
+        .iter()
+        .map(|item| {
+            item.trim_start_matches('/')
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| (16..=127).contains(prefix))
+                .ok_or_else(|| {
+                    invalid(
+                        "IPV6_NETWORK_PREFIXES",
+                        format!("'{item}' is not a prefix length from 16 to 127"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<u8>, _>>()?;
+    prefixes.sort_unstable_by(|a, b| b.cmp(a));
+    prefixes.dedup();
+    Ok(prefixes)
 }
 
 fn default_instance_name() -> String {
@@ -448,6 +533,26 @@ mod tests {
             let err = config_err(&[("IPV6_CLIENT_PREFIX", bad)]);
             assert_eq!(err.variable, "IPV6_CLIENT_PREFIX", "{bad}");
         }
+    }
+
+    #[test]
+    fn wider_ipv6_networks_and_the_limits_are_read_and_checked() {
+        let default = config(&[]).unwrap();
+        assert_eq!(default.ipv6_network_prefixes, [56, 48]);
+        assert_eq!(default.limits.new_sessions_per_client, 300);
+        let set = config(&[
+            ("IPV6_NETWORK_PREFIXES", "48, /40,56"),
+            ("NEW_SESSIONS_PER_CLIENT", "5"),
+        ])
+        .unwrap();
+        assert_eq!(set.ipv6_network_prefixes, [56, 48, 40]);
+        assert_eq!(set.limits.new_sessions_per_client, 5);
+        for bad in ["0", "128", "wide"] {
+            let err = config_err(&[("IPV6_NETWORK_PREFIXES", bad)]);
+            assert_eq!(err.variable, "IPV6_NETWORK_PREFIXES", "{bad}");
+        }
+        let err = config_err(&[("REGISTRATIONS_PER_CLIENT", "0")]);
+        assert_eq!(err.variable, "REGISTRATIONS_PER_CLIENT");
     }
 
     #[test]

@@ -53,6 +53,37 @@ impl SignInReason {
 /// Seconds a client is asked to wait when the session store is down.
 pub const RETRY_AFTER_SECONDS: &str = "5";
 
+/// Which limit refused an attempt, for the log and the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Failed sign-ins to one account from one client or network (the prefix length).
+    AccountFrom(u8),
+    /// Failed sign-ins to one account from one known browser.
+    AccountFromDevice,
+    /// Failed sign-ins from one client over all accounts.
+    Client,
+    /// New guest sessions from one client.
+    NewSessions,
+    /// Registrations from one client.
+    Registrations,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::AccountFrom(prefix) => {
+                write!(f, "failed sign-ins to one account from one /{prefix}")
+            }
+            Limit::AccountFromDevice => {
+                f.write_str("failed sign-ins to one account from one browser")
+            }
+            Limit::Client => f.write_str("failed sign-ins from one client"),
+            Limit::NewSessions => f.write_str("new sessions from one client"),
+            Limit::Registrations => f.write_str("registrations from one client"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ShopError {
     /// Input the shopper can fix; the text is ours and shown as is.
@@ -79,6 +110,9 @@ pub enum ShopError {
     TooLarge,
     #[error("the request body is not a form")]
     UnsupportedMediaType,
+    /// A limit refused the request; it may be tried again after this many seconds.
+    #[error("too many requests: {0}")]
+    TooManyRequests(Limit, i64),
     #[error("a backing service is unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// The session store failed, by kind: unavailable, a change it may or may not have kept, a
@@ -123,6 +157,9 @@ impl ShopError {
                  server cannot read yet. Nothing was changed: please try again in a moment."
                     .into(),
             ),
+            ShopError::TooManyRequests(limit, seconds) => {
+                ("Please wait a little", limit_text(*limit, *seconds))
+            }
             ShopError::Csrf => (
                 "This form has expired",
                 "The form was missing its security token, or it came from another page. \
@@ -135,6 +172,36 @@ impl ShopError {
 }
 
 /// The page text for a status that carries no message of its own.
+/// What a shopper refused by a limit reads: what to do, never which counter (that is the log's).
+fn limit_text(limit: Limit, seconds: i64) -> String {
+    let wait = span(seconds);
+    match limit {
+        Limit::NewSessions => format!(
+            "Very many new visits have come from your network in the last few \
+             minutes, so this one was not started. Nothing was changed. If you have an account, \
+             log in and carry on; otherwise please try again in {wait}.",
+        ),
+        Limit::Registrations => format!(
+            "Too many accounts have been asked for from your network in the last few minutes. \
+             Nothing was changed: please try again in {wait}."
+        ),
+        _ => format!("Too many attempts. Nothing was changed: please try again in {wait}."),
+    }
+}
+
+/// A span of time in words: "12 hours", "90 minutes", "1 second".
+pub fn span(seconds: i64) -> String {
+    let plural = |n: i64, unit: &str| match n {
+        1 => format!("1 {unit}"),
+        n => format!("{n} {unit}s"),
+    };
+    match seconds {
+        s if s >= 3600 && s % 3600 == 0 => plural(s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    }
+}
+
 pub fn status_text(status: StatusCode) -> (&'static str, String) {
     match status.as_u16() {
         400 => ("That did not work", "The request could not be understood. Nothing was changed.".into()),
@@ -164,6 +231,7 @@ impl ResponseError for ShopError {
             ShopError::LoginRequired(_) => StatusCode::SEE_OTHER,
             ShopError::Conflict | ShopError::SessionEnded => StatusCode::CONFLICT,
             ShopError::NotFound => StatusCode::NOT_FOUND,
+            ShopError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ShopError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ShopError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ShopError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -185,6 +253,9 @@ impl ResponseError for ShopError {
             }
             ShopError::LoginRequired(reason) => {
                 response.insert_header(("Location", reason.location()));
+            }
+            ShopError::TooManyRequests(_, seconds) => {
+                response.insert_header(("Retry-After", *seconds));
             }
             _ => {}
         }

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod env;
 pub mod error;
 pub mod healthcheck;
+pub mod limits;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;

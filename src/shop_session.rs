@@ -351,20 +351,8 @@ impl ShopSession {
 
 /// A message for the page after a sign-in's absolute lifetime ended it.
 pub fn signed_out_after(seconds: i64) -> String {
-    let span = match seconds {
-        s if s >= 3600 && s % 3600 == 0 => plural(s / 3600, "hour"),
-        s if s >= 60 && s % 60 == 0 => plural(s / 60, "minute"),
-        s => plural(s, "second"),
-    };
+    let span = crate::error::span(seconds);
     format!("For your security you were signed out after {span}. Please log in again.")
-}
-
-fn plural(n: i64, unit: &str) -> String {
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
-    }
 }
 
 /// Ends a sign-in that is past the absolute lifetime: the session is renewed, so actix-session

@@ -96,7 +96,9 @@ impl Application {
             clients: Clients {
                 trusted_proxies: config.trusted_proxies.clone(),
                 ipv6_prefix: config.ipv6_client_prefix,
+                wider_prefixes: config.ipv6_network_prefixes.clone(),
             },
+            limits: config.limits.clone(),
             session_inspector: config.session_inspector,
             strict_transport_security: config.app_env == AppEnv::Production
                 && config.session.cookie_secure,
@@ -292,6 +294,7 @@ fn run(
                     .wrap(from_fn(middleware::end_expired_sign_in))
                     .wrap(from_fn(middleware::issue_cookie))
                     .wrap(from_fn(middleware::refresh_session_cookie))
+                    .wrap(from_fn(middleware::bound_new_sessions))
                     .wrap(sessions)
                     .configure(routes::pages),
             )

@@ -42,6 +42,8 @@ pub struct AppState {
     pub sessions: SessionSettings,
     /// How clients are told apart: the trusted proxies and the IPv6 prefix.
     pub clients: crate::client::Clients,
+    /// What one client may cost: new sessions and registrations per window.
+    pub limits: crate::limits::Limits,
     /// How long an unfinished checkout is joined before a retry voids it
     /// (`CHECKOUT_CLAIM_SECONDS`).
     pub checkout_claim_seconds: i64,

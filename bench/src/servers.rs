@@ -41,6 +41,9 @@ pub(crate) async fn launch(
         .envs(env)
         .env("PORT", port.to_string())
         .env("RUST_LOG", "error")
+        // Every simulated shopper comes from loopback: one client, to the per-client limits.
+        .env("NEW_SESSIONS_PER_CLIENT", "1000000")
+        .env("REGISTRATIONS_PER_CLIENT", "1000000")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

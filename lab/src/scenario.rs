@@ -147,6 +147,10 @@ pub(crate) fn replica_env(
         );
     }
     env.insert("SESSION_BACKEND".into(), backend.name().into());
+    // Every shopper of the lab comes from loopback: one client, to the per-client limits.
+    for limit in ["NEW_SESSIONS_PER_CLIENT", "REGISTRATIONS_PER_CLIENT"] {
+        env.entry(limit.into()).or_insert_with(|| "100000".into());
+    }
     env.insert("SESSION_SECRET".into(), hex::encode(secret));
     env.insert(
         "SESSION_KEY_PREFIX".into(),

@@ -17,6 +17,7 @@ use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
 use crate::db::users::CreateUserError;
 use crate::domain::{Email, Password, UserId};
 use crate::error::{ShopError, SignInReason};
+use crate::limits::{self, LoginLimits};
 use crate::session::FlashKind;
 use crate::shop_session::ShopSession;
 use crate::state::AppState;
@@ -83,6 +84,7 @@ pub async fn login_form(req: HttpRequest, layout: Layout) -> Result<HttpResponse
 }
 
 pub async fn register(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     layout: Layout,
@@ -107,6 +109,15 @@ pub async fn register(
         Ok(password) => password,
         Err(err) => return again(layout, err.to_string()),
     };
+    // Counted before the email is looked up: whether an account exists is told to a client at
+    // most this many times a window.
+    if let Err(limit) = limits::count_registration(&req, &state).await? {
+        log::warn!("Registration refused: too many {limit}.");
+        return Err(ShopError::TooManyRequests(
+            limit,
+            state.limits.window.whole_seconds(),
+        ));
+    }
     // A duplicate is refused before the (deliberately slow) hash is made.
     if state.db.user_by_email(&email).await?.is_some() {
         return again(layout, DUPLICATE.into());
@@ -120,7 +131,9 @@ pub async fn register(
     log::info!("User {id} registered.");
     session.log_in(id, email.to_string())?;
     session.flash(FlashKind::Info, "Welcome! Your account is ready.")?;
-    Ok(see_other("/"))
+    let mut response = see_other("/");
+    limits::remember_device(&mut response, &state, &email)?;
+    Ok(response)
 }
 
 pub async fn login(
@@ -147,18 +160,22 @@ pub async fn login(
         return refuse(layout);
     };
     let limits = LoginLimits::of(&req, &state, &email);
-    if !limits.reserve(&state).await? {
-        log::warn!("Login refused: too many failed attempts for one account from one client.");
+    if let Err(limit) = limits.reserve(&state).await? {
+        log::warn!("Login refused: too many {limit}.");
         let page = LoginPage {
             layout,
             email: email.to_string(),
-            error: Some(LOCKED_OUT.into()),
+            error: Some(format!(
+                "Too many failed attempts to sign in to this account from here. Please wait {} \
+                 and try again, or sign in from a browser you have signed in with before.",
+                crate::error::span(state.limits.window.whole_seconds())
+            )),
             notice: None,
         };
         let mut response = render_with_status(&page, StatusCode::TOO_MANY_REQUESTS)?;
         response.headers_mut().insert(
             header::RETRY_AFTER,
-            header::HeaderValue::from(FAILED_LOGIN_WINDOW.whole_seconds()),
+            header::HeaderValue::from(state.limits.window.whole_seconds()),
         );
         return Ok(response);
     }
@@ -173,78 +190,20 @@ pub async fn login(
             let id = UserId::from_db(user.id);
             limits.succeeded(&state).await?;
             session.log_in(id, user.email)?;
-            log::info!("User {id} logged in.");
-            Ok(see_other("/"))
+            log::info!(
+                "User {id} logged in{}.",
+                if limits.from_known_device() {
+                    " from a browser it knows"
+                } else {
+                    ""
+                }
+            );
+            let mut response = see_other("/");
+            limits::remember_device(&mut response, &state, &email)?;
+            Ok(response)
         }
         // The attempt was counted when it was reserved.
         _ => refuse(layout),
-    }
-}
-
-/// Failed logins allowed for one account from one client address within the window; more are
-/// refused with 429, without checking the password. Keyed by the client too, so that an
-/// attacker who knows an email cannot lock its owner out.
-pub const MAX_FAILED_LOGINS: i64 = 5;
-
-/// Failed logins allowed from one client address across all accounts within the window
-/// (credential stuffing).
-pub const MAX_FAILED_LOGINS_PER_CLIENT: i64 = 20;
-
-/// The window in which failures count, and how long a locked account stays locked after the
-/// last attempt.
-pub const FAILED_LOGIN_WINDOW: actix_web::cookie::time::Duration =
-    actix_web::cookie::time::Duration::minutes(15);
-
-const LOCKED_OUT: &str = "Too many failed attempts to sign in from here. Please wait 15 minutes \
-     and try again, or sign in from another network.";
-
-/// The two counters a login attempt is counted in, in the session store (so every replica sees
-/// them), under names keyed with `SESSION_SECRET`: neither the email nor the address is stored,
-/// and nobody without the secret can tell which counter is whose.
-struct LoginLimits {
-    per_account: String,
-    per_client: String,
-}
-
-impl LoginLimits {
-    fn of(req: &HttpRequest, state: &AppState, email: &Email) -> Self {
-        let client = state.clients.address(req).map_or_else(
-            || "unknown".to_owned(),
-            |ip| state.clients.bucket(ip).to_string(),
-        );
-        let signer = &state.sessions.signer;
-        let account = format!("{}\n{client}", email.as_str());
-        Self {
-            per_account: format!(
-                "login-account-{}",
-                &signer.hash("login account", account.as_bytes())[..32]
-            ),
-            per_client: format!(
-                "login-client-{}",
-                &signer.hash("login client", client.as_bytes())[..32]
-            ),
-        }
-    }
-
-    /// Counts this attempt before any password is checked, atomically in the store: of N
-    /// concurrent guesses, at most the limit get through. False when over a limit.
-    async fn reserve(&self, state: &AppState) -> Result<bool, ShopError> {
-        let store = &state.store;
-        let window = &FAILED_LOGIN_WINDOW;
-        let account = store.add_to_counter(&self.per_account, 1, window).await?;
-        let client = store.add_to_counter(&self.per_client, 1, window).await?;
-        Ok(account <= MAX_FAILED_LOGINS && client <= MAX_FAILED_LOGINS_PER_CLIENT)
-    }
-
-    /// A right password: the account's failures from this client are forgotten, and this
-    /// attempt no longer counts against the client.
-    async fn succeeded(&self, state: &AppState) -> Result<(), ShopError> {
-        let store = &state.store;
-        store.reset(&self.per_account).await?;
-        store
-            .add_to_counter(&self.per_client, -1, &FAILED_LOGIN_WINDOW)
-            .await?;
-        Ok(())
     }
 }
 

@@ -276,13 +276,12 @@ impl RawStore for MemcachedStore {
     }
 
     /// A meta arithmetic command: creates the counter at `delta` (or 0) if missing, else adds
-    /// `delta` (a decrement stops at zero), and restarts its window.
+    /// `delta` (a decrement stops at zero); the window is the one the counter was made with.
     async fn add_to_counter(&self, name: &str, delta: i64, window: &Duration) -> StoreResult<i64> {
         let key = self.key(name);
         let seconds = u32::try_from(window.whole_seconds())
             .unwrap_or(u32::MAX)
             .max(1);
-        let window = Ttl::secs(seconds);
         let meta = self.client.meta();
         let request = if delta >= 0 {
             meta.increment(&key)
@@ -293,8 +292,9 @@ impl RawStore for MemcachedStore {
                 .delta(delta.unsigned_abs())
                 .initial(0, seconds)
         };
+        // No `ttl` here: the window starts when the counter is made (`initial`) and a later
+        // count never extends it.
         let counted = request
-            .ttl(window)
             .send()
             .await
             .context("could not count in Memcached")?;

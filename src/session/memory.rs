@@ -97,13 +97,14 @@ impl RawStore for MemoryStore {
     async fn add_to_counter(&self, name: &str, delta: i64, window: &Duration) -> StoreResult<i64> {
         let now = now_millis();
         Ok(self.with_map(|map| {
-            let current = map
+            let (current, expires) = map
                 .get(name)
                 .filter(|(_, exp)| *exp > now)
-                .and_then(|(value, _)| value.parse::<i64>().ok())
-                .unwrap_or(0);
+                .map_or((0, now + millis(window)), |(value, exp)| {
+                    (value.parse::<i64>().unwrap_or(0), *exp)
+                });
             let next = current.saturating_add(delta).max(0);
-            map.insert(name.to_owned(), (next.to_string(), now + millis(window)));
+            map.insert(name.to_owned(), (next.to_string(), expires));
             next
         }))
     }

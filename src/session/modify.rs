@@ -167,8 +167,8 @@ impl Store {
 
     /// Adds `delta` to the counter under `name` atomically in the store (Redis `INCRBY`,
     /// Memcached meta arithmetic, an SQL upsert), so concurrent requests on every replica each
-    /// get their own count, and returns the new value (never below zero). The counter expires
-    /// `window` after its last change.
+    /// get their own count, and returns the new value (never below zero). A new counter expires
+    /// `window` after it is made; counting never extends it.
     pub async fn add_to_counter(
         &self,
         name: &str,
@@ -179,6 +179,31 @@ impl Store {
             dispatch!(self, store => await store.add_to_counter(name, delta, window))
         })
         .await
+    }
+
+    /// Counts one under `name` if that keeps it within `limit`; a count that would pass the
+    /// limit is taken back at once, so a refused attempt leaves the counter (and its window) as
+    /// it found it. Of N concurrent attempts, at most the limit's worth are counted.
+    pub async fn count_within(
+        &self,
+        name: &str,
+        limit: i64,
+        window: &Duration,
+    ) -> StoreResult<bool> {
+        if self.add_to_counter(name, 1, window).await? <= limit {
+            return Ok(true);
+        }
+        self.take_back(name, window).await?;
+        Ok(false)
+    }
+
+    /// Takes one count back from the counter under `name`; a counter back at zero is removed,
+    /// so an attempt that was taken back leaves no key behind.
+    pub async fn take_back(&self, name: &str, window: &Duration) -> StoreResult<()> {
+        if self.add_to_counter(name, -1, window).await? == 0 {
+            self.reset(name).await?;
+        }
+        Ok(())
     }
 
     /// Forgets the counter under `name`.

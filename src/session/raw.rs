@@ -102,7 +102,8 @@ pub trait RawStore: Clone + Send + Sync + 'static {
 
     /// Adds `delta` to the counter under `name` atomically in the store, so concurrent requests
     /// on every replica each get their own count, and returns the new value, never below zero.
-    /// The counter expires `window` after its last change.
+    /// A new counter expires `window` after it is made; counting never extends that window,
+    /// so a client that keeps trying cannot keep a limit in force (or its own count alive).
     fn add_to_counter(
         &self,
         name: &str,

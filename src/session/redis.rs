@@ -191,11 +191,13 @@ static COMPARE_AND_SWAP: Lua = Lua::new(
      return 0",
 );
 
-/// Adds to a counter and restarts its window, atomically; never below zero.
+/// Adds to a counter atomically, never below zero; a new counter's window starts, a live one's
+/// is kept (`KEEPTTL`, and `PEXPIRE ... NX` only where no expiry is set yet).
 static ADD_TO_COUNTER: Lua = Lua::new(
     "local n = redis.call('INCRBY', KEYS[1], ARGV[1]) \
-     if n < 0 then n = 0 redis.call('SET', KEYS[1], 0) end \
-     redis.call('PEXPIRE', KEYS[1], ARGV[2]) return n",
+     if n < 0 then n = 0 redis.call('SET', KEYS[1], 0, 'KEEPTTL') end \
+     if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+     return n",
 );
 
 thread_local! {

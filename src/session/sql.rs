@@ -173,8 +173,8 @@ impl RawStore for SqlStore {
         Ok(swapped.rows_affected() == 1)
     }
 
-    /// Adds to a counter kept as a row, restarting its window, in one upsert: an expired row
-    /// starts again from zero; the value never goes below zero.
+    /// Adds to a counter kept as a row, in one upsert: an expired row starts again from zero
+    /// with a new window; a live one keeps its window; the value never goes below zero.
     async fn add_to_counter(&self, name: &str, delta: i64, window: &Duration) -> StoreResult<i64> {
         let now = now_millis();
         let (value,): (String,) = sqlx::query_as(
@@ -185,7 +185,10 @@ impl RawStore for SqlStore {
                  WHEN CAST(sessions.state AS BIGINT) + $5 < 0 THEN '0'
                  ELSE CAST(CAST(sessions.state AS BIGINT) + $5 AS TEXT)
                END,
-               expires_at = excluded.expires_at
+               expires_at = CASE
+                 WHEN sessions.expires_at <= $4 THEN excluded.expires_at
+                 ELSE sessions.expires_at
+               END
              RETURNING state",
         )
         .bind(name)

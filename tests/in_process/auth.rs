@@ -329,8 +329,11 @@ async fn account_behind_a_proxy(who: &str) -> (crate::helpers::TestApp, String, 
     })
     .await;
     let email = unique_email(who);
-    app.register(&email).await;
-    app.logout().await;
+    // The owner registers in a browser of their own: the guesses come from another, which the
+    // account's device cookie does not vouch for.
+    let owner = crate::helpers::spawn_client(&app);
+    owner.register(&email).await;
+    owner.logout().await;
     let token = app.csrf_token().await;
     (app, email, token)
 }

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["session"],
     &["error", "metrics"],
     &["config"],
-    &["shop_session", "state"],
+    &["shop_session", "state", "limits"],
     &["routes", "middleware"],
     &["startup"],
 ];

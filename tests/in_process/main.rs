@@ -22,5 +22,6 @@ mod exactly_once;
 mod hostile;
 mod http;
 mod layers;
+mod limits;
 mod operator;
 mod sessions;

@@ -1,0 +1,60 @@
+//! A new session is stored only when it is worth storing: never for a refused request, and for a
+//! guest only within the client's allowance of new sessions (see `limits`).
+
+use actix_session::{SessionExt, SessionStatus};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+
+use crate::error::ShopError;
+use crate::session::{LOADED, keys::USER};
+use crate::state::AppState;
+
+/// Runs inside actix-session's middleware, after the handler and before the session is saved.
+/// A session that was not in the store when the request came (no cookie, or one that no longer
+/// loads) and that the request would store is dropped when the answer is an error: a refused
+/// request writes nothing. A guest's (no sign-in) is counted against the client's allowance of
+/// new sessions, and past it the request is answered 429 with nothing stored. Sign-ins and
+/// registrations are bounded by their own limits, so a flood from a shared address never keeps
+/// an owner from signing in.
+pub async fn bound_new_sessions(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let response = next.call(req).await?.map_into_boxed_body();
+    let session = response.request().get_session();
+    let would_store = matches!(
+        session.status(),
+        SessionStatus::Changed | SessionStatus::Renewed
+    );
+    if !would_store || session.contains_key(LOADED) {
+        return Ok(response);
+    }
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        session.purge();
+        return Ok(response);
+    }
+    if session.contains_key(USER) {
+        return Ok(response);
+    }
+    let Some(state) = response
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+    else {
+        return Ok(response);
+    };
+    let counted = crate::limits::count_new_session(response.request(), &state).await;
+    let refusal = match counted {
+        Ok(Ok(())) => return Ok(response),
+        Ok(Err(limit)) => {
+            log::warn!("A new session was not started: too many {limit}.");
+            ShopError::TooManyRequests(limit, state.limits.window.whole_seconds())
+        }
+        Err(err) => err,
+    };
+    session.purge();
+    Ok(response.into_response(HttpResponse::from_error(refusal)))
+}
