@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::{Cart, UserId};
 use crate::error::ShopError;
-use crate::session::keys::{CART, CHECKOUT, CSRF, FLASH, USER};
+use crate::session::keys::{CART, CART_OWNER, CHECKOUT, CSRF, FLASH, USER};
 use crate::session::{
     DEFAULT_MAX_LOGIN_SECONDS, Flash, FlashKind, LOADED, Loaded, OTHER_VERSION, PendingCheckout,
     ReadAtStart, SessionSettings, SignedInUser, StoreError, csrf, now,
@@ -180,11 +180,16 @@ impl ShopSession {
         // A renewal deletes the old key: never a state or a login this version cannot read.
         self.refuse_other_version()?;
         self.read::<SignedInUser>(USER)?;
-        let previous = self.decoded_user(|user| user.as_ref().map(|user| user.id));
+        // The account the session's cart belongs to: the one signed in, or the one whose sign-in
+        // ended at its lifetime and left its cart here.
+        let previous = self
+            .decoded_user(|user| user.as_ref().map(|user| user.id))
+            .or_else(|| self.get::<UserId>(CART_OWNER));
         if previous.is_some_and(|previous| previous != id) {
             self.forget_decoded();
             self.session.clear();
         }
+        self.session.remove(CART_OWNER);
         self.session.renew();
         csrf::renew_nonce(&self.req);
         self.insert(CSRF, settings.signer.token(&csrf::new_nonce()))?;
@@ -357,7 +362,8 @@ pub fn signed_out_after(seconds: i64) -> String {
 
 /// Ends a sign-in that is past the absolute lifetime: the session is renewed, so actix-session
 /// deletes the old key from the store and the request goes on as a guest's under a new one,
-/// keeping the cart and saying once why the shopper was signed out.
+/// keeping the cart for the same account only (the next account to sign in on this browser
+/// does not get it) and saying once why the shopper was signed out.
 pub fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
     if let Some(id) = session.expired_sign_in()
         && session.session.status() == SessionStatus::Unchanged
@@ -370,6 +376,9 @@ pub fn end_if_past_lifetime(session: &ShopSession) -> Result<(), ShopError> {
         session.session.clear();
         session.session.renew();
         session.set_cart(&cart)?;
+        if !cart.is_empty() {
+            session.insert(CART_OWNER, id)?;
+        }
         session.flash(
             FlashKind::Info,
             signed_out_after(session.max_login_seconds()),

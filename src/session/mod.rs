@@ -29,14 +29,14 @@ mod values;
 
 /// The names a session's values are stored under, for the typed session.
 pub(crate) mod keys {
-    pub(crate) use super::values::{CART, CHECKOUT, CSRF, FLASH, USER};
+    pub(crate) use super::values::{CART, CART_OWNER, CHECKOUT, CSRF, FLASH, USER};
 }
 
 use std::collections::HashMap;
 
 pub use crate::domain::now;
 pub use backend::Backend;
-pub use codec::MAX_STATE_BYTES;
+pub use codec::{MAC_ENTRY, MAX_STATE_BYTES, StateMac, TAG_REQUIRED, Tag};
 pub use error::StoreError;
 
 pub use index::{Ending, LiveSession};

@@ -77,6 +77,9 @@ impl Store {
             if decoded.is_none() && other_version(&raw).is_some() {
                 return Err(ModifyError::Store(StoreError::OtherVersion("state")));
             }
+            if decoded.is_none() && !self.mac.admits(&session_key, &raw) {
+                return Ok(None);
+            }
             let Ok(mut state) = decoded.map_or_else(|| decode(&session_key, &raw), Ok) else {
                 return Ok(None);
             };
@@ -89,7 +92,9 @@ impl Store {
             // its own write and counts it done, instead of failing and having the change
             // replayed on top of itself.
             state.insert(REVISION.to_owned(), revision());
-            let encoded = encode(&state).map_err(ModifyError::Store)?;
+            let encoded = self
+                .mac
+                .seal(key, encode(&state).map_err(ModifyError::Store)?);
             let swapped = self
                 .measured(Operation::Update, async {
                     dispatch!(self, store => await store.compare_and_swap(key, &raw, &encoded, ttl))

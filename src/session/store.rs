@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
 
-use super::codec::{decode_owned, encode, key_prefix, new_key, other_version};
+use super::codec::{StateMac, decode_owned, encode, key_prefix, new_key, other_version};
 #[cfg(feature = "memcached")]
 use super::memcached::MemcachedStore;
 #[cfg(feature = "redis")]
@@ -29,6 +29,8 @@ pub struct Store {
     /// The absolute lifetime of a sign-in, which bounds the user-to-sessions index.
     pub(super) max_login_seconds: i64,
     pub(super) stats: Arc<StoreStats>,
+    /// Authenticates what the store holds (see [`StateMac`]).
+    pub(super) mac: StateMac,
 }
 
 #[derive(Clone)]
@@ -94,6 +96,7 @@ impl Store {
             ttl: Duration::seconds(config.ttl_seconds),
             max_login_seconds: config.max_login_seconds,
             stats: Arc::new(StoreStats::new(backend)),
+            mac: StateMac::new(config.secret.bytes()),
         })
     }
 
@@ -200,6 +203,9 @@ impl SessionStore for Store {
                 version.to_string(),
             )])));
         }
+        if !self.mac.admits(key, &raw) {
+            return Ok(None);
+        }
         // What was read travels with the state (moved, not copied), so that `update` writes
         // only over it.
         let (mut state, raw) = decode_owned(key, raw)?;
@@ -220,6 +226,7 @@ impl SessionStore for Store {
         loop {
             attempt += 1;
             let key = new_key();
+            let state = self.mac.seal(key.as_ref(), state.clone());
             let inserted = self
                 .measured(Operation::Save, async {
                     dispatch!(self, store => await store.insert_new(key.as_ref(), &state, ttl))
@@ -266,6 +273,7 @@ impl SessionStore for Store {
             .and_then(Loaded::read)
             .map(|read| read.raw);
         let state = encode(&state).map_err(|err| UpdateError::Serialization(err.into()))?;
+        let state = self.mac.seal(key.as_ref(), state);
         let written = self
             .measured(Operation::Update, async {
                 match &loaded {

@@ -14,6 +14,9 @@ pub(crate) const CART: &str = "cart";
 pub(crate) const FLASH: &str = "flash";
 pub(crate) const CSRF: &str = "csrf";
 pub(crate) const CHECKOUT: &str = "checkout";
+/// The id of the account a guest's cart belonged to, after that account's sign-in ended at its
+/// absolute lifetime: the cart goes back to that account only, never to another.
+pub(crate) const CART_OWNER: &str = "cart_owner";
 
 /// Fields of a stored value that this version does not know, kept as they were read and written
 /// back with the value, so that a replica of an older version editing a value written by a

@@ -11,6 +11,7 @@ use actix_session::storage::{SessionKey, SessionStore};
 use actix_web::cookie::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use shop::session::{MAC_ENTRY, StateMac, TAG_REQUIRED, Tag};
 
 use crate::helpers::{PASSWORD, Page, TestApp, session_key, spawn_app, unique_email};
 
@@ -28,8 +29,22 @@ async fn state_of(app: &TestApp, key: &str) -> HashMap<String, String> {
     serde_json::from_str(&stored(app, key).await).expect("a state this version wrote")
 }
 
-/// Puts `bytes` under `key` as another version of the shop would have written them.
+/// Puts a state under `key` as another version of the shop would have written it: tagged, as
+/// every release since 0.4.0 tags what it writes (a whole state in another format is written
+/// as it is).
 async fn write_as_another_version(app: &TestApp, key: &str, bytes: &str) {
+    let sealed = match serde_json::from_str::<serde_json::Map<String, Value>>(bytes) {
+        Ok(mut state) if !state.contains_key("v") => {
+            state.remove(MAC_ENTRY);
+            state_mac(app).seal(key, serde_json::to_string(&state).unwrap())
+        }
+        _ => bytes.to_owned(),
+    };
+    write_raw(app, key, &sealed).await;
+}
+
+/// Puts exactly `bytes` under `key`.
+async fn write_raw(app: &TestApp, key: &str, bytes: &str) {
     let store = app.store.as_ref().expect("an in-process store");
     let session_key = SessionKey::try_from(key.to_owned()).unwrap();
     store.delete(&session_key).await.unwrap();
@@ -46,6 +61,16 @@ async fn shopper_with_a_cart(app: &TestApp) -> (String, String) {
     app.register(&email).await.assert_redirects_to("/");
     app.add_to_cart(3, "2").await.assert_redirects_to("/cart");
     (email, session_key(app))
+}
+
+/// The tag key of the app's `SESSION_SECRET`.
+fn state_mac(app: &TestApp) -> StateMac {
+    StateMac::new(
+        crate::helpers::config_of(&app.settings)
+            .session
+            .secret
+            .bytes(),
+    )
 }
 
 fn json_of(text: &str) -> Value {
@@ -210,11 +235,41 @@ async fn every_released_session_format_is_read_and_edited_without_loss() {
         let bytes = signed_in_at.replace(bytes.trim_end(), |_: &regex::Captures<'_>| {
             format!(r#"\"signed_in_at\":{}"#, shop::domain::now())
         });
-        let bytes = bytes.as_ref();
-        let written: HashMap<String, String> = serde_json::from_str(bytes).unwrap();
+        let mut written: HashMap<String, String> = serde_json::from_str(&bytes).unwrap();
         let app = spawn_app().await;
         let (_, key) = shopper_with_a_cart(&app).await;
-        write_as_another_version(&app, &key, bytes).await;
+        let tagged = written.remove(MAC_ENTRY).is_some();
+        // What a later release may write: tagged, as every release since 0.4.0 tags its states.
+        let later = name.starts_with("newer.");
+        if tagged {
+            // The tag as that release wrote it verifies under the key it was written for and the
+            // tests' secret; the state, its time set to now, is tagged again for this session.
+            let tag_key = std::fs::read_to_string(fixture.with_extension("key")).unwrap();
+            let as_stored = std::fs::read_to_string(&fixture).unwrap();
+            assert_eq!(
+                state_mac(&app).check(tag_key.trim(), as_stored.trim_end().as_bytes()),
+                Tag::Valid,
+                "{name}: its tag"
+            );
+        } else if TAG_REQUIRED && !later {
+            // A release before tags: its state is read as no session now.
+            write_raw(&app, &key, &bytes).await;
+            assert_eq!(
+                app.signed_in_as().await,
+                None,
+                "{name}: untagged state is refused"
+            );
+            assert!(app.cart().await.is_empty(), "{name}");
+            continue;
+        }
+        match tagged || later {
+            true => {
+                write_as_another_version(&app, &key, &serde_json::to_string(&written).unwrap())
+                    .await
+            }
+            // As stored: a release before tags.
+            false => write_raw(&app, &key, &bytes).await,
+        }
 
         let email = json_of(&written["user"])["email"]
             .as_str()

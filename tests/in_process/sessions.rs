@@ -5,8 +5,8 @@ use reqwest::StatusCode;
 use shop::session::{Backend, Operation, Store};
 
 use crate::helpers::{
-    TestApp, fresh_client, session_key, signed_in_as, spawn_app, spawn_app_with, store_of,
-    unique_email,
+    PASSWORD, TestApp, fresh_client, session_key, signed_in_as, spawn_app, spawn_app_with,
+    store_of, unique_email,
 };
 
 async fn session_store(app: &TestApp) -> Store {
@@ -324,4 +324,40 @@ async fn a_sign_in_ends_after_its_absolute_lifetime_however_active() {
     app.get("/orders")
         .await
         .assert_redirects_to("/login?reason=orders");
+}
+
+#[tokio::test]
+async fn a_cart_left_by_an_ended_sign_in_goes_back_to_its_account_only() {
+    let app = spawn_app_with(|s| {
+        s.insert("SESSION_MAX_LOGIN_SECONDS".into(), "1".into());
+    })
+    .await;
+    let (owner, next) = (unique_email("owner"), unique_email("next"));
+    app.register(&next).await;
+    app.logout().await;
+    app.register(&owner).await;
+    app.add_to_cart(1, "2").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(app.signed_in_as().await, None, "past the absolute lifetime");
+    assert_eq!(app.cart().await, vec![(1, 2)], "kept for its account");
+    // The next account to sign in on this browser does not get it, nor can it order it.
+    app.login(&next, PASSWORD).await.assert_redirects_to("/");
+    assert!(
+        app.cart().await.is_empty(),
+        "another account's cart stayed behind"
+    );
+    app.post("/checkout", &[])
+        .await
+        .assert_redirects_to("/cart");
+    assert!(app.order_ids().await.is_empty());
+    // The same account signing in again gets its cart back.
+    app.logout().await;
+    app.register(&unique_email("spare")).await;
+    app.logout().await;
+    app.login(&owner, PASSWORD).await.assert_redirects_to("/");
+    app.add_to_cart(1, "1").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(app.signed_in_as().await, None);
+    app.login(&owner, PASSWORD).await.assert_redirects_to("/");
+    assert_eq!(app.cart().await, vec![(1, 1)], "its own cart comes back");
 }
