@@ -128,7 +128,7 @@ impl StateMac {
         }
         // The state before its tag: `{` alone (an empty state), or its entries and a comma.
         let untagged = match body {
-            [b'{'] => &body[..],
+            [b'{'] => body,
             [.., b','] => &body[..body.len() - 1],
             _ => return Tag::Missing,
         };
