@@ -76,7 +76,7 @@ impl Application {
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
-        spawn_reaper(store.clone());
+        spawn_reaper(store.clone(), db.clone(), config.checkout_claim_seconds);
         let cookie_key = Key::from(config.session.secret.bytes());
         let state = web::Data::new(AppState {
             db,
@@ -227,7 +227,9 @@ async fn stop_signal() -> Stop {
     }
 }
 
-fn spawn_reaper(store: Store) {
+/// Deletes what has expired: sessions in the stores that do not expire them themselves, and
+/// checkout voids older than twice a claim's age (no transaction can still hold their tokens).
+fn spawn_reaper(store: Store, db: Database, claim_seconds: i64) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(REAP_EVERY);
         loop {
@@ -236,6 +238,11 @@ fn spawn_reaper(store: Store) {
                 Ok(0) => {}
                 Ok(n) => log::info!("The reaper deleted {n} expired sessions."),
                 Err(err) => log::warn!("The reaper could not delete expired sessions: {err:#}"),
+            }
+            match db.reap_checkout_voids(2 * claim_seconds).await {
+                Ok(0) => {}
+                Ok(n) => log::info!("The reaper deleted {n} old checkout voids."),
+                Err(err) => log::warn!("The reaper could not delete checkout voids: {err:#}"),
             }
         }
     });

@@ -98,17 +98,32 @@ impl Database {
             return Err(CheckoutError::EmptyCart);
         }
         let mut tx = self.pool().begin().await?;
-        // The write comes first so SQLite takes its write lock at once.
-        let inserted: Option<(i64,)> = sqlx::query_as(
-            "INSERT INTO orders (user_id, total_cents, item_count, created_at, checkout_token)
-             VALUES ($1, 0, 0, $2, $3)
-             ON CONFLICT (checkout_token) DO NOTHING RETURNING id",
+        // The write comes first so SQLite takes its write lock at once. The token's row is
+        // where a checkout and a void of the same token meet (see `void_checkout`).
+        let claimed: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO checkout_tokens (token, user_id, voided, created_at)
+             VALUES ($1, $2, 0, $3)
+             ON CONFLICT (token) DO NOTHING RETURNING token",
         )
+        .bind(token)
         .bind(user.get())
         .bind(now())
-        .bind(token)
         .fetch_optional(&mut *tx)
         .await?;
+        // An older release may have placed or voided the token in `orders` alone.
+        let inserted: Option<(i64,)> = match claimed {
+            None => None,
+            Some(_) => sqlx::query_as(
+                "INSERT INTO orders (user_id, total_cents, item_count, created_at, checkout_token)
+                     VALUES ($1, 0, 0, $2, $3)
+                     ON CONFLICT (checkout_token) DO NOTHING RETURNING id",
+            )
+            .bind(user.get())
+            .bind(now())
+            .bind(token)
+            .fetch_optional(&mut *tx)
+            .await?,
+        };
         let Some((order_id,)) = inserted else {
             tx.rollback().await?;
             return match self.checkout_with(user, token).await? {
@@ -185,7 +200,18 @@ impl Database {
         user: UserId,
         token: &str,
     ) -> Result<Option<TokenUse>, sqlx::Error> {
-        // The flag as an integer: sqlx's Any driver reads SQLite's booleans as integers.
+        let void: Option<(i64,)> = sqlx::query_as(
+            "SELECT voided FROM checkout_tokens WHERE token = $1 AND user_id = $2 AND voided = 1",
+        )
+        .bind(token)
+        .bind(user.get())
+        .fetch_optional(self.pool())
+        .await?;
+        if void.is_some() {
+            return Ok(Some(TokenUse::Voided));
+        }
+        // The flag as an integer: sqlx's Any driver reads SQLite's booleans as integers. A
+        // voided row here is an older release's void.
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT id, CAST(CASE WHEN voided THEN 1 ELSE 0 END AS BIGINT) FROM orders
              WHERE checkout_token = $1 AND user_id = $2",
@@ -203,19 +229,21 @@ impl Database {
         }))
     }
 
-    /// Voids a checkout token whose claim stalled, under the same unique index that orders take:
-    /// after this, no transaction can place an order with it. If an order was placed with it
-    /// first (the stalled transaction did commit), that order is the answer instead. A
-    /// transaction still holding the token waits here until it commits or rolls back.
+    /// Voids a checkout token (its claim stalled, or its order was refused) under the token's
+    /// unique key, which every checkout takes first: after this, no transaction can place an
+    /// order with it. If an order was placed with it first (the stalled transaction did
+    /// commit), that order is the answer instead. A transaction still holding the token waits
+    /// here until it commits or rolls back. The void is a row in `checkout_tokens`, never in
+    /// `orders`, and is deleted once nothing can hold the token (`reap_checkout_voids`).
     pub async fn void_checkout(&self, user: UserId, token: &str) -> Result<TokenUse, sqlx::Error> {
-        let inserted: Option<(i64,)> = sqlx::query_as(
-            "INSERT INTO orders (user_id, total_cents, item_count, created_at, checkout_token, voided)
-             VALUES ($1, 0, 0, $2, $3, TRUE)
-             ON CONFLICT (checkout_token) DO NOTHING RETURNING id",
+        let inserted: Option<(String,)> = sqlx::query_as(
+            "INSERT INTO checkout_tokens (token, user_id, voided, created_at)
+             VALUES ($1, $2, 1, $3)
+             ON CONFLICT (token) DO NOTHING RETURNING token",
         )
+        .bind(token)
         .bind(user.get())
         .bind(now())
-        .bind(token)
         .fetch_optional(self.pool())
         .await?;
         if inserted.is_some() {
@@ -224,6 +252,28 @@ impl Database {
         self.checkout_with(user, token)
             .await?
             .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// Deletes voids older than `seconds` (in `checkout_tokens`, and those older releases wrote
+    /// in `orders`): a void must outlive every transaction that may still hold its token, which
+    /// is at most a claim's age (`CHECKOUT_CLAIM_SECONDS`). Returns how many.
+    pub async fn reap_checkout_voids(&self, seconds: i64) -> Result<u64, sqlx::Error> {
+        let before = now() - seconds;
+        let tokens =
+            sqlx::query("DELETE FROM checkout_tokens WHERE voided = 1 AND created_at < $1")
+                .bind(before)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        let orders = sqlx::query(
+            "DELETE FROM orders WHERE voided AND created_at < $1
+             AND NOT EXISTS (SELECT 1 FROM order_lines WHERE order_id = orders.id)",
+        )
+        .bind(before)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(tokens + orders)
     }
 
     pub async fn orders_of(&self, user: UserId) -> Result<Vec<OrderRow>, sqlx::Error> {

@@ -167,3 +167,81 @@ async fn checkouts_of_the_same_products_in_opposite_orders_never_fail() {
         }
     }
 }
+
+/// Rows of `table` in the shop's database.
+async fn rows_in(app: &TestApp, table: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.settings["DATABASE_URL"])
+        .await
+        .unwrap();
+    let (count,): (i64,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    count
+}
+
+#[tokio::test]
+async fn a_refused_checkout_writes_no_order_row_and_its_void_is_reaped() {
+    let app = spawn_app().await;
+    let (buyer, loser) = (spawn_client(&app), spawn_client(&app));
+    buyer.register(&unique_email("buyer")).await;
+    loser.register(&unique_email("loser")).await;
+    // The skillets (15 in stock): the loser wants one, the buyer takes them all first.
+    loser.add_to_cart(3, "1").await.assert_redirects_to("/cart");
+    buyer
+        .add_to_cart(3, "15")
+        .await
+        .assert_redirects_to("/cart");
+    let placed = buyer.post("/checkout", &[]).await;
+    assert!(
+        placed
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("/orders/"))
+    );
+    let orders = rows_in(&app, "orders").await;
+    for _ in 0..200 {
+        let refused = loser.post("/checkout", &[]).await;
+        refused.assert_redirects_to("/cart");
+    }
+    let page = loser.get("/cart").await;
+    assert!(
+        page.body.contains("not enough of Cast Iron Skillet"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        rows_in(&app, "orders").await,
+        orders,
+        "200 refused checkouts wrote no order row"
+    );
+    assert!(loser.order_ids().await.is_empty());
+    // Their voids are deleted once no transaction can hold their tokens any more.
+    let voids = rows_in(&app, "checkout_tokens WHERE voided = 1").await;
+    assert_eq!(voids, 200, "each refusal voids its token");
+    let db = shop::db::Database::connect(&app.settings["DATABASE_URL"])
+        .await
+        .unwrap();
+    assert_eq!(
+        db.reap_checkout_voids(3600).await.unwrap(),
+        0,
+        "young voids stay"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(db.reap_checkout_voids(0).await.unwrap(), 200);
+    assert_eq!(rows_in(&app, "checkout_tokens WHERE voided = 1").await, 0);
+    // The buyer's order is untouched, and the loser can still buy what is there.
+    assert_eq!(buyer.order_ids().await.len(), 1);
+    loser.post("/cart/items/3", &[("quantity", "0")]).await;
+    loser.add_to_cart(1, "1").await;
+    let ordered = loser.post("/checkout", &[]).await;
+    assert!(
+        ordered
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("/orders/"))
+    );
+}
