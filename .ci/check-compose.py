@@ -101,6 +101,32 @@ if "--appendonly" not in command or command[command.index("--appendonly") + 1] !
     problems.append("Redis must keep sessions through a restart: --appendonly yes")
 if not any(str(v).endswith(":/data") for v in redis.get("volumes", [])):
     problems.append("Redis's append-only file must be on a volume at /data")
+# Whoever reaches a store's port is not a shopper: every Redis wants the password, which comes
+# from the environment, as PostgreSQL's does (no password is written in the file).
+for name, service in [("redis", redis), *nodes.items()]:
+    command = service.get("command", [])
+    if "--requirepass" not in command or "${REDIS_PASSWORD" not in str(command[command.index("--requirepass") + 1]):
+        problems.append(f"{name} must run with --requirepass ${{REDIS_PASSWORD}}")
+    if "${REDIS_PASSWORD" not in str(service.get("environment", {}).get("REDISCLI_AUTH")):
+        problems.append(f"{name}'s redis-cli (health check) must authenticate with REDISCLI_AUTH")
+    if name != "redis" and "--masterauth" not in command:
+        problems.append(f"{name} must authenticate to its master (--masterauth)")
+if "${REDIS_PASSWORD" not in str(env.get("REDIS_PASSWORD")):
+    problems.append("the replicas must pass REDIS_PASSWORD")
+postgres = services.get("postgres", {})
+if "${POSTGRES_PASSWORD" not in str(postgres.get("environment", {}).get("POSTGRES_PASSWORD")):
+    problems.append("PostgreSQL's password must come from POSTGRES_PASSWORD, not the file")
+for variable in ["DATABASE_URL", "SESSION_DATABASE_URL"]:
+    if "${POSTGRES_PASSWORD" not in str(env.get(variable)):
+        problems.append(f"{variable} must carry ${{POSTGRES_PASSWORD}}")
+# A full Redis refuses new writes rather than evicting a shopper's session or a login limit.
+command = redis.get("command", [])
+if "--maxmemory" not in command or "--maxmemory-policy" not in command:
+    problems.append("Redis needs a --maxmemory and a --maxmemory-policy")
+elif command[command.index("--maxmemory-policy") + 1] != "noeviction":
+    problems.append("Redis must evict nothing when full (--maxmemory-policy noeviction)")
+if services.get("memcached", {}).get("command") != ["memcached", "-m", "64"]:
+    problems.append("Memcached runs with -m 64, the size the flood test gives it")
 if problems:
     sys.exit("docker-compose.yml: " + "; ".join(problems))
-print("docker-compose.yml: parses, one shop service of 3 replicas behind nginx finding them by DNS, one shared secret, a 6-node Redis Cluster profile")
+print("docker-compose.yml: parses, one shop service of 3 replicas behind nginx finding them by DNS, one shared secret, a 6-node Redis Cluster profile, every Redis behind a password, PostgreSQL's from the environment, Redis evicting nothing when full")

@@ -3,6 +3,7 @@
 (`kubernetes-validate --strict`), and the topology is the one the tests run with local
 processes: three replicas, no session affinity, probes on /healthz and /readyz, the secret never
 inlined, and the same environment variables as docker-compose.yml."""
+import re
 import subprocess
 import sys
 import tempfile
@@ -146,6 +147,61 @@ def check(overlay, backend):
     if controller.get("spec", {}).get("externalTrafficPolicy") != "Local":
         problem("the ingress controller's Service must keep the client's address (externalTrafficPolicy: Local)")
 
+    # Only the ingress controller reaches the shop, only the shop reaches the stores.
+    policies = by_kind.get("NetworkPolicy", {})
+    shop_policy = policies.get("shop", {}).get("spec", {})
+    shop_from = [peer for rule in shop_policy.get("ingress", []) for peer in rule.get("from", [])
+                 if any(p.get("port") == "http" for p in rule.get("ports", []))]
+    if shop_policy.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") != "shop" or [
+        (p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name"),
+         p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component"))
+        for p in shop_from
+    ] != [("ingress-nginx", "controller")]:
+        problem("a NetworkPolicy must let only the ingress controller reach the shop's port")
+    store_ports = {"postgres": 5432, {"redis": "redis", "redis-cluster": "redis-cluster", "postgres": None, "memcached": "memcached"}[overlay]: None}
+    for name in [n for n in store_ports if n]:
+        rules = policies.get(name, {}).get("spec", {}).get("ingress", [])
+        outside = [
+            peer for rule in rules for peer in rule.get("from", [])
+            if peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+            not in {"shop", "redis-cluster", "redis-cluster-join"} or "namespaceSelector" in peer
+        ]
+        if not rules or outside:
+            problem(f"a NetworkPolicy must let only the shop reach {name}")
+    if config.get("TRUSTED_PROXIES") in {"10.0.0.0/8", "0.0.0.0/0"}:
+        problem("TRUSTED_PROXIES must be the pod network, not every private address")
+    if env.get("REDIS_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("key") != "REDIS_PASSWORD":
+        problem("REDIS_PASSWORD must come from the Secret")
+    for name, workload in [*by_kind.get("Deployment", {}).items(), *by_kind.get("StatefulSet", {}).items()]:
+        for c in workload["spec"]["template"]["spec"]["containers"]:
+            if c.get("image", "").startswith("redis"):
+                args = c.get("args", [])
+                if "--requirepass" not in args or args[args.index("--requirepass") + 1] != "$(REDIS_PASSWORD)":
+                    problem(f"{name} must run with --requirepass $(REDIS_PASSWORD)")
+                auth = {e["name"]: e for e in c.get("env", [])}.get("REDISCLI_AUTH", {})
+                if "secretKeyRef" not in auth.get("valueFrom", {}):
+                    problem(f"{name}'s probe must authenticate (REDISCLI_AUTH from the Secret)")
+                if name == "redis" and (
+                    "--maxmemory" not in args
+                    or args[args.index("--maxmemory-policy") + 1] != "noeviction"
+                ):
+                    problem("Redis needs a --maxmemory and evicts nothing (noeviction)")
+    sign_in = by_kind.get("Ingress", {}).get("shop-sign-in", {})
+    notes = sign_in.get("metadata", {}).get("annotations", {})
+    paths = {p["path"] for rule in sign_in.get("spec", {}).get("rules", []) for p in rule["http"]["paths"]}
+    with open("deploy/nginx/compose.conf") as f:
+        nginx_conf = f.read()
+    rate = re.search(r"zone=sign_in:\S+ rate=(\d+)r/s", nginx_conf)
+    burst = re.search(r"limit_req zone=sign_in burst=(\d+)", nginx_conf)
+    if paths != {"/login", "/register"} or not rate or not burst or (
+        notes.get("nginx.ingress.kubernetes.io/limit-rps"),
+        int(notes.get("nginx.ingress.kubernetes.io/limit-burst-multiplier", 5)) * int(notes.get("nginx.ingress.kubernetes.io/limit-rps", 0)),
+    ) != (rate.group(1), int(burst.group(1))):
+        problem("the Ingress must limit /login and /register as nginx does (rate and burst)")
+    controller_config = by_kind.get("ConfigMap", {}).get("ingress-nginx-controller", {}).get("data", {})
+    if controller_config.get("limit-req-status-code") != "429":
+        problem("the ingress controller must answer a rate limit with 429")
+
     if overlay == "redis-cluster":
         nodes = by_kind.get("StatefulSet", {}).get("redis-cluster", {})
         args = nodes.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])[0].get("args", [])
@@ -186,5 +242,5 @@ if problems:
     sys.exit("deploy/k8s: " + "; ".join(problems))
 print(
     f"deploy/k8s: {len(OVERLAYS)} overlays build and validate against Kubernetes "
-    f"{KUBERNETES_VERSION}; 3 replicas, no affinity, probes, secret out of band, compose's variables, the client's address kept"
+    f"{KUBERNETES_VERSION}; 3 replicas, no affinity, probes, secret out of band, compose's variables, the client's address kept, NetworkPolicies, store passwords, the sign-in limits"
 )

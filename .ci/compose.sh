@@ -40,6 +40,7 @@ fi
 docker compose version
 
 export SESSION_SECRET=$(openssl rand -hex 64)
+export REDIS_PASSWORD=$(openssl rand -hex 24) POSTGRES_PASSWORD=$(openssl rand -hex 24)
 project=$(docker compose config --format json | python3 -c 'import json, sys; print(json.load(sys.stdin)["name"])')
 everything="docker compose --profile cluster --profile monitoring"
 cleanup() {

@@ -169,7 +169,8 @@ ok "every benchmark command started, measured and wrote its report"
 echo "== the Kubernetes commands, on paper (no cluster here)"
 kubectl create secret generic shop-secrets \
   --from-literal=SESSION_SECRET=$(openssl rand -hex 64) \
-  --from-literal=POSTGRES_PASSWORD=$(openssl rand -hex 16) --dry-run=client -o yaml >"$work/secret.yaml"
+  --from-literal=POSTGRES_PASSWORD=$(openssl rand -hex 16) \
+  --from-literal=REDIS_PASSWORD=$(openssl rand -hex 24) --dry-run=client -o yaml >"$work/secret.yaml"
 python3 .ci/kubectl-on-paper.py --secret "$work/secret.yaml"
 for command in "kubectl apply -k deploy/k8s/overlays/redis" \
   "kubectl port-forward service/shop 8080:80" \

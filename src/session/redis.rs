@@ -107,6 +107,10 @@ pub struct RedisSettings {
     pub min_replicas_ack: u32,
     /// `SESSION_KEY_PREFIX`.
     pub key_prefix: String,
+    /// `REDIS_PASSWORD`: the password (`requirepass`) of the server or of every cluster node,
+    /// used where the URLs carry none, so that the URLs can stay in plain configuration and the
+    /// password in a secret. Default: none, or what the URLs carry.
+    pub password: Option<String>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -117,6 +121,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("cluster_nodes", &nodes)
             .field("min_replicas_ack", &self.min_replicas_ack)
             .field("key_prefix", &self.key_prefix)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
             .finish()
     }
 }
@@ -138,6 +143,7 @@ impl RedisSettings {
             cluster_nodes,
             min_replicas_ack: env.number_in("REDIS_MIN_REPLICAS_ACK", 0_u32, 0..=5)?,
             key_prefix: super::settings::key_prefix(env),
+            password: env.text("REDIS_PASSWORD").filter(|p| !p.is_empty()),
         })
     }
 }
@@ -233,8 +239,12 @@ impl RedisStore {
     /// fails within a second or two instead of hanging.
     pub async fn connect(config: &RedisSettings) -> anyhow::Result<Self> {
         let (target, location) = if config.cluster_nodes.is_empty() {
-            let client = redis::Client::open(config.url.as_str())
+            let mut info = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
                 .context("REDIS_URL is not a valid Redis URL")?;
+            if info.redis.password.is_none() {
+                info.redis.password.clone_from(&config.password);
+            }
+            let client = redis::Client::open(info).context("REDIS_URL is not a valid Redis URL")?;
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(StdDuration::from_secs(1))
                 .set_response_timeout(StdDuration::from_secs(1))
@@ -248,7 +258,11 @@ impl RedisStore {
                 redact_url(&config.url),
             )
         } else {
-            let client = ClusterClientBuilder::new(config.cluster_nodes.clone())
+            let mut builder = ClusterClientBuilder::new(config.cluster_nodes.clone());
+            if let Some(password) = &config.password {
+                builder = builder.password(password.clone());
+            }
+            let client = builder
                 .connection_timeout(StdDuration::from_secs(1))
                 .response_timeout(StdDuration::from_secs(1))
                 // A request retries a moved or failing slot twice, a few hundred milliseconds
