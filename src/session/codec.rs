@@ -48,10 +48,10 @@ fn decode_str(key: &SessionKey, text: &str) -> Result<State, LoadError> {
 /// reads a tagged state as it reads any (an entry it does not know, kept as it is).
 pub const MAC_ENTRY: &str = "__mac";
 
-/// Whether a state without a valid tag is refused (loads as no session). This release writes a
-/// tag on every state and reads untagged state still, as the release before it wrote; the next
-/// refuses it (see the README, "Deploying a new version").
-pub const TAG_REQUIRED: bool = false;
+/// Whether a state without a valid tag is refused (loads as no session): from 0.5.0 on. 0.4.0
+/// wrote a tag on every state and still read untagged state, as 0.3.0 wrote it; this release
+/// reads only what verifies (README, "Deploying a new version").
+pub const TAG_REQUIRED: bool = true;
 
 /// `,"__mac":"` + 32 hex digits + `"}`: what a tagged state ends with, after its last entry.
 const TAG_SUFFIX_LEN: usize = 10 + 32 + 2;

@@ -203,8 +203,11 @@ impl SessionStore for Store {
                 version.to_string(),
             )])));
         }
+        // Unverified state is not ours, as garbage is not: actix-session starts a new session.
         if !self.mac.admits(key, &raw) {
-            return Ok(None);
+            return Err(LoadError::Deserialization(anyhow::anyhow!(
+                "the state's tag does not verify"
+            )));
         }
         // What was read travels with the state (moved, not copied), so that `update` writes
         // only over it.

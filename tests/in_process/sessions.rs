@@ -361,3 +361,71 @@ async fn a_cart_left_by_an_ended_sign_in_goes_back_to_its_account_only() {
     app.login(&owner, PASSWORD).await.assert_redirects_to("/");
     assert_eq!(app.cart().await, vec![(1, 1)], "its own cart comes back");
 }
+
+/// Whoever can write to the session store (a pod beside it, `redis-cli` on the network) but
+/// does not hold `SESSION_SECRET` cannot sign in as anyone: a state edited by hand, or another
+/// session's state copied under one's own key, does not verify and loads as no session.
+#[tokio::test]
+async fn state_written_into_the_store_by_hand_signs_nobody_in() {
+    let app = spawn_app().await;
+    let victim = crate::helpers::spawn_client(&app);
+    victim.register(&unique_email("victim")).await;
+    victim.add_to_cart(1, "1").await;
+    victim.post("/checkout", &[]).await;
+    let victims_orders = victim.order_ids().await;
+    assert_eq!(victims_orders.len(), 1);
+    let attacker = crate::helpers::spawn_client(&app);
+    attacker.register(&unique_email("attacker")).await;
+    attacker.add_to_cart(2, "1").await;
+    let store = session_store(&app).await;
+    let (own, victims) = (session_key(&attacker), session_key(&victim));
+    let (stored, _) = store.raw(&own).await.unwrap().unwrap();
+    let (victim_state, _) = store.raw(&victims).await.unwrap().unwrap();
+    let mut state: std::collections::HashMap<String, String> =
+        serde_json::from_str(&stored).unwrap();
+    let victim_user: std::collections::HashMap<String, String> =
+        serde_json::from_str(&victim_state).unwrap();
+    state.insert("user".into(), victim_user["user"].clone());
+    let edited_keeping_tag = serde_json::to_string(&state).unwrap();
+    state.remove("__mac");
+    let edited_untagged = serde_json::to_string(&state).unwrap();
+    for (how, forged) in [
+        ("the victim's login written in, untagged", edited_untagged),
+        (
+            "the victim's login written in, the old tag kept",
+            edited_keeping_tag,
+        ),
+        (
+            "the victim's whole state copied under one's own key",
+            victim_state.clone(),
+        ),
+    ] {
+        actix_session::storage::SessionStore::delete(&store, &own.clone().try_into().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .insert_new(
+                    &own,
+                    &forged,
+                    &actix_web::cookie::time::Duration::seconds(600)
+                )
+                .await
+                .unwrap()
+        );
+        assert_eq!(attacker.signed_in_as().await, None, "{how}");
+        attacker
+            .get("/orders")
+            .await
+            .assert_redirects_to("/login?reason=orders");
+        for id in &victims_orders {
+            assert_eq!(
+                attacker.get(&format!("/orders/{id}")).await.status,
+                reqwest::StatusCode::SEE_OTHER,
+                "{how}"
+            );
+        }
+    }
+    // The victim's own session, untouched, still works.
+    assert_eq!(victim.order_ids().await, victims_orders);
+}
