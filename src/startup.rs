@@ -9,7 +9,7 @@ use actix_session::config::PersistentSession;
 use actix_web::cookie::{Key, SameSite, time::Duration};
 use actix_web::dev::Server;
 use actix_web::http::header;
-use actix_web::middleware::{Condition, Logger, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
@@ -261,9 +261,6 @@ fn run(
     let static_dir = config.static_dir.clone();
     // In production the metrics are an operator's, served only on their own listener.
     let public_metrics = config.app_env == AppEnv::Development;
-    // The access log formats each request's parts before it knows whether the line will be
-    // written; with access logging off (RUST_LOG=error, say) that was 2% of a page view.
-    let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
     let mut server = HttpServer::new(move || {
         let sessions = SessionMiddleware::builder(state.store.clone(), key.clone())
             .cookie_name(session_cookie_name(cookie_secure).to_owned())
@@ -276,11 +273,8 @@ fn run(
             .session_lifecycle(PersistentSession::default().session_ttl(ttl))
             .build();
         App::new()
-            .wrap(Condition::new(
-                access_log,
-                Logger::new("%a \"%r\" %s %b %Dms"),
-            ))
             .wrap(from_fn(middleware::finish_response))
+            .wrap(from_fn(middleware::access_log))
             .app_data(state.clone())
             .app_data(session_settings.clone())
             .app_data(anonymous_catalog.clone())

@@ -6,9 +6,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpResponse, web};
 use askama::Template;
 
+use super::access_log::X_REQUEST_ID;
 use super::headers::add_headers;
 use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
 use crate::routes::{Layout, allowed_methods};
@@ -47,6 +48,10 @@ pub async fn finish_response(
             .map(ServiceResponse::map_into_boxed_body);
     };
     let path = req.path().to_owned();
+    let request_id = req
+        .extensions()
+        .get::<super::access_log::RequestId>()
+        .map(|id| id.0.clone());
     let started = std::time::Instant::now();
     let response = match next.call(req).await {
         Ok(response) => response.map_into_boxed_body(),
@@ -68,6 +73,9 @@ pub async fn finish_response(
                 header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
             add_headers(&state, response.headers_mut());
+            if let Some(id) = &request_id {
+                response.headers_mut().insert(X_REQUEST_ID, id.clone());
+            }
             close_if_draining(&state, response.head_mut());
             return Err(InternalError::from_response("session store unavailable", response).into());
         }
@@ -114,6 +122,9 @@ pub async fn finish_response(
             .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     }
     add_headers(&state, response.headers_mut());
+    if let Some(id) = request_id {
+        response.headers_mut().insert(X_REQUEST_ID, id);
+    }
     close_if_draining(&state, response.response_mut().head_mut());
     let route = route.unwrap_or_else(|| "unmatched".into());
     state

@@ -1,5 +1,6 @@
 //! Every middleware of the shop, outermost first as `startup` wraps them:
 //!
+//! - `access_log::access_log`: the request's id, and its line in the access log;
 //! - `errors::finish_response`: error pages, the 503 of a failed store, headers, metrics;
 //! - `headers::cache_static_assets`: a public cache life for static assets that were served;
 //! - (actix-session's `SessionMiddleware`, configured in `startup`);
@@ -8,6 +9,7 @@
 //! - `csrf::issue_cookie`: the guest nonce cookie;
 //! - `lifetime::end_expired_sign_in`: a sign-in past its absolute lifetime ends.
 
+pub mod access_log;
 pub mod csrf;
 pub mod errors;
 pub mod headers;
@@ -15,6 +17,7 @@ pub mod lifetime;
 pub mod new_sessions;
 pub mod session_cookie;
 
+pub use access_log::access_log;
 pub use csrf::issue_cookie;
 pub use errors::finish_response;
 pub use headers::cache_static_assets;

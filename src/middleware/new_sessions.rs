@@ -50,7 +50,10 @@ pub async fn bound_new_sessions(
     let refusal = match counted {
         Ok(Ok(())) => return Ok(response),
         Ok(Err(limit)) => {
-            log::warn!("A new session was not started: too many {limit}.");
+            log::warn!(
+                "A new session was not started ({}): too many {limit}.",
+                super::access_log::who(response.request())
+            );
             ShopError::TooManyRequests(limit, state.limits.window.whole_seconds())
         }
         Err(err) => err,

@@ -112,7 +112,10 @@ pub async fn register(
     // Counted before the email is looked up: whether an account exists is told to a client at
     // most this many times a window.
     if let Err(limit) = limits::count_registration(&req, &state).await? {
-        log::warn!("Registration refused: too many {limit}.");
+        log::warn!(
+            "Registration refused ({}): too many {limit}.",
+            crate::middleware::access_log::who(&req)
+        );
         return Err(ShopError::TooManyRequests(
             limit,
             state.limits.window.whole_seconds(),
@@ -161,7 +164,10 @@ pub async fn login(
     };
     let limits = LoginLimits::of(&req, &state, &email);
     if let Err(limit) = limits.reserve(&state).await? {
-        log::warn!("Login refused: too many {limit}.");
+        log::warn!(
+            "Login refused ({}): too many {limit}.",
+            crate::middleware::access_log::who(&req)
+        );
         let page = LoginPage {
             layout,
             email: email.to_string(),

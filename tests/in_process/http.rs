@@ -163,3 +163,25 @@ async fn a_wrong_method_gets_405_with_the_methods_that_work() {
         }
     }
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_only_a_trusted_proxy_names_it() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    let mut seen = std::collections::HashSet::new();
+    for path in ["/", "/cart", "/no-such-page", "/static/style.css"] {
+        let response = client
+            .get(app.url(path))
+            .header("x-request-id", "forged\"id")
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 24, "{path}: {id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{path}: {id}");
+        assert!(seen.insert(id), "each request its own id");
+    }
+}

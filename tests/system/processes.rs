@@ -165,3 +165,131 @@ async fn a_sigtermed_replica_reports_503_on_readyz_before_it_stops_accepting() {
         drain.as_secs()
     );
 }
+
+/// The access log names the client the limits count (past the trusted proxy), the request's id
+/// (the proxy's, returned to the client), and escapes what a client sends, so a request cannot
+/// forge a field or a line of the log; a refused sign-in names the client and the limit.
+#[tokio::test]
+async fn the_log_names_the_client_and_the_request_and_escapes_what_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut settings, _dir) = test_settings().await;
+    settings.insert("TRUSTED_PROXIES".into(), "127.0.0.1".into());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .envs(&settings)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        if client
+            .get(format!("{address}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A request line with a quote and a backslash, as a client may send it, through the proxy:
+    // unescaped, the quote would close the logged request and start a field of the client's.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /x\"\\y HTTP/1.1\r\nHost: shop\r\nX-Forwarded-For: 198.51.100.7\r\n\
+              X-Request-Id: class-demo-1\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-request-id: class-demo-1"),
+        "{answer}"
+    );
+    // Five wrong passwords from one shopper behind the proxy; the sixth is refused.
+    let page = client.get(format!("{address}/login")).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let token = shop_lab::shopper::csrf_token(&page.text().await.unwrap()).unwrap();
+    let mut refused_id = None;
+    for _ in 0..6 {
+        let response = client
+            .post(format!("{address}/login"))
+            .header("cookie", &cookie)
+            .header("x-forwarded-for", "198.51.100.8")
+            .form(&[
+                ("email", "nobody@example.com"),
+                ("password", "wrong"),
+                ("csrf_token", &token),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 24, "the shop's own id: {id}");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused_id = Some(id);
+        }
+    }
+    let refused_id = refused_id.expect("the sixth attempt is refused");
+    let mut logged = String::new();
+    for _ in 0..50 {
+        logged = std::fs::read_to_string(log.path()).unwrap();
+        if logged.contains(&refused_id) && logged.matches(&refused_id).count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        logged.contains(r#"198.51.100.7 class-demo-1 "GET /x\"\\y HTTP/1.1" 404 "#),
+        "the access line, escaped: {logged}"
+    );
+    assert!(
+        !logged
+            .lines()
+            .any(|line| line.contains("shop::access] 127.0.0.1 ")
+                && (line.contains("\"POST /login") || line.contains("\"GET /x"))),
+        "no access line of a proxied request names the proxy: {logged}"
+    );
+    assert!(
+        logged.contains(&format!(
+            "Login refused (client 198.51.100.8, request {refused_id}): too many failed sign-ins \
+             to one account from one /32"
+        )),
+        "the refusal names the client, the request and the limit: {logged}"
+    );
+    assert!(
+        logged.contains(&format!(
+            "198.51.100.8 {refused_id} \"POST /login HTTP/1.1\" 429 "
+        )),
+        "{logged}"
+    );
+}
