@@ -96,6 +96,76 @@ async fn assert_all_kept(shoppers: &[(TestApp, String)]) {
     }
 }
 
+/// The value after `flag` in the `command` list of a docker-compose.yml service: what the
+/// deployment gives the store, which the flood runs against.
+fn compose_setting(service: &str, flag: &str) -> String {
+    let compose = include_str!("../../docker-compose.yml");
+    let start = compose
+        .find(&format!("\n  {service}:\n"))
+        .unwrap_or_else(|| panic!("service {service} in docker-compose.yml"));
+    let section = &compose[start + 1..];
+    let section = &section[..section.find("\n\n").unwrap_or(section.len())];
+    let mut words = section
+        .split(|c: char| c.is_whitespace() || "[]\",".contains(c))
+        .filter(|w| !w.is_empty() && *w != "-");
+    words.find(|w| *w == flag).expect(flag);
+    words.next().unwrap().to_owned()
+}
+
+/// Checks that the store under test is sized as the deployment files size it.
+async fn assert_sized_as_deployed(app: &TestApp) {
+    match app.settings["SESSION_BACKEND"].as_str() {
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let client = redis::Client::open(app.settings["REDIS_URL"].as_str()).unwrap();
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            let config: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory*")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            let value =
+                |name: &str| config[config.iter().position(|c| c == name).unwrap() + 1].clone();
+            let bytes = compose_setting("redis", "--maxmemory")
+                .trim_end_matches("mb")
+                .parse::<u64>()
+                .unwrap()
+                << 20;
+            assert_eq!(value("maxmemory"), bytes.to_string(), "Redis's --maxmemory");
+            assert_eq!(
+                value("maxmemory-policy"),
+                compose_setting("redis", "--maxmemory-policy")
+            );
+        }
+        #[cfg(feature = "memcached")]
+        "memcached" => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let server = app.settings["MEMCACHED_SERVERS"]
+                .split(',')
+                .next()
+                .unwrap()
+                .to_owned();
+            let mut stream = tokio::net::TcpStream::connect(server).await.unwrap();
+            stream.write_all(b"stats settings\r\n").await.unwrap();
+            let mut reply = Vec::new();
+            let mut buffer = [0_u8; 4096];
+            while !reply.ends_with(b"END\r\n") {
+                let n = stream.read(&mut buffer).await.unwrap();
+                assert!(n > 0);
+                reply.extend_from_slice(&buffer[..n]);
+            }
+            let megabytes: u64 = compose_setting("memcached", "-m").parse().unwrap();
+            let expected = format!("STAT maxbytes {}\r\n", megabytes << 20);
+            assert!(
+                String::from_utf8_lossy(&reply).contains(&expected),
+                "Memcached runs with -m {megabytes}, as compose does"
+            );
+        }
+        _ => {}
+    }
+}
+
 #[tokio::test]
 async fn a_flood_of_new_sessions_from_one_address_is_bounded_and_costs_shoppers_nothing() {
     const FLOOD: usize = 25_000;
@@ -103,6 +173,7 @@ async fn a_flood_of_new_sessions_from_one_address_is_bounded_and_costs_shoppers_
         settings.insert("NEW_SESSIONS_PER_CLIENT".into(), "300".into());
     })
     .await;
+    assert_sized_as_deployed(&app).await;
     let shoppers = shoppers_with_carts(&app, 5).await;
     let before = stored_keys(&app).await;
     let flood = std::sync::Arc::new(CookieOnly::of(&app).await);
