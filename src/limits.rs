@@ -174,13 +174,15 @@ pub async fn count_registration(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Result<(), Limit>, ShopError> {
-    let client = &networks(state, client_of(req, state))[0].1;
-    let counter = Counter {
-        name: counter_name(state, "registrations client", client),
-        limit: state.limits.registrations_per_client,
-        which: Limit::Registrations,
-    };
-    count_all(state, std::slice::from_ref(&counter)).await
+    let limit = state.limits.registrations_per_client;
+    count_per_client(
+        req,
+        state,
+        "registrations client",
+        Limit::Registrations,
+        limit,
+    )
+    .await
 }
 
 /// Counts a new guest session from this request's client.
@@ -188,11 +190,23 @@ pub async fn count_new_session(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Result<(), Limit>, ShopError> {
+    let limit = state.limits.new_sessions_per_client;
+    count_per_client(req, state, "sessions client", Limit::NewSessions, limit).await
+}
+
+/// Counts one in the client's own counter for `purpose` (by its address, or its IPv6 /64).
+async fn count_per_client(
+    req: &HttpRequest,
+    state: &AppState,
+    purpose: &str,
+    which: Limit,
+    limit: i64,
+) -> Result<Result<(), Limit>, ShopError> {
     let client = &networks(state, client_of(req, state))[0].1;
     let counter = Counter {
-        name: counter_name(state, "sessions client", client),
-        limit: state.limits.new_sessions_per_client,
-        which: Limit::NewSessions,
+        name: counter_name(state, purpose, client),
+        limit,
+        which,
     };
     count_all(state, std::slice::from_ref(&counter)).await
 }

@@ -20,6 +20,16 @@ async fn start_process(
     settings: &std::collections::HashMap<String, String>,
     name: &str,
 ) -> Process {
+    start_logging_to(settings, name, "warn", Stdio::inherit()).await
+}
+
+/// A shop process whose log, at `level`, goes to `log`.
+async fn start_logging_to(
+    settings: &std::collections::HashMap<String, String>,
+    name: &str,
+    level: &str,
+    log: Stdio,
+) -> Process {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -29,9 +39,9 @@ async fn start_process(
         .envs(settings)
         .env("PORT", port.to_string())
         .env("INSTANCE_NAME", name)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", level)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .expect("the shop binary starts");
@@ -175,36 +185,13 @@ async fn the_log_names_the_client_and_the_request_and_escapes_what_it_is_sent() 
     let (mut settings, _dir) = test_settings().await;
     settings.insert("TRUSTED_PROXIES".into(), "127.0.0.1".into());
     let log = tempfile::NamedTempFile::new().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _child = Command::new(env!("CARGO_BIN_EXE_shop"))
-        .envs(&settings)
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let address = format!("http://127.0.0.1:{port}");
+    let shop = start_logging_to(&settings, "logged", "info", log.reopen().unwrap().into()).await;
+    let address = shop.address.clone();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    for _ in 0..100 {
-        if client
-            .get(format!("{address}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     // A request line with a quote and a backslash, as a client may send it, through the proxy:
     // unescaped, the quote would close the logged request and start a field of the client's.
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
