@@ -22,13 +22,15 @@ pub async fn bound_new_sessions(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Read before the handler runs: a renewal (a sign-in, an ended sign-in) clears the state.
+    let was_stored = req.get_session().contains_key(LOADED);
     let response = next.call(req).await?.map_into_boxed_body();
     let session = response.request().get_session();
     let would_store = matches!(
         session.status(),
         SessionStatus::Changed | SessionStatus::Renewed
     );
-    if !would_store || session.contains_key(LOADED) {
+    if !would_store || was_stored {
         return Ok(response);
     }
     let status = response.status();

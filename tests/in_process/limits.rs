@@ -434,3 +434,33 @@ async fn registrations_are_limited_per_client_and_a_refused_one_creates_nothing(
         "{answers:?}"
     );
 }
+
+#[tokio::test]
+async fn a_sign_in_ending_at_its_lifetime_keeps_the_cart_on_an_address_out_of_new_sessions() {
+    let app = spawn_app_with(|settings| {
+        settings.insert("NEW_SESSIONS_PER_CLIENT".into(), "1".into());
+        settings.insert("SESSION_MAX_LOGIN_SECONDS".into(), "1".into());
+    })
+    .await;
+    let shopper = spawn_client(&app);
+    shopper.register(&unique_email("lifetime")).await;
+    shopper.add_to_cart(2, "3").await;
+    // Someone on the same address uses up its allowance of new sessions.
+    let flood = CookieOnly::of(&app).await;
+    for expected in [StatusCode::SEE_OTHER, StatusCode::TOO_MANY_REQUESTS] {
+        let (status, _) = flood
+            .post(
+                &app,
+                "/cart/items",
+                &[("product_id", "1"), ("quantity", "1")],
+            )
+            .await;
+        assert_eq!(status, expected);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The ended sign-in's session is renewed, not new: it is kept, with its cart.
+    let page = shopper.get("/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(shopper.signed_in_as().await, None);
+    assert_eq!(shopper.cart().await, vec![(2, 3)]);
+}
