@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// request writes nothing. A guest's (no sign-in) is counted against the client's allowance of
 /// new sessions, and past it the request is answered 429 with nothing stored. Sign-ins and
 /// registrations are bounded by their own limits, so a flood from a shared address never keeps
-/// an owner from signing in.
+/// an owner from signing in. When the count itself fails, the session is started uncounted.
 pub async fn bound_new_sessions(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -58,7 +58,13 @@ pub async fn bound_new_sessions(
             );
             ShopError::TooManyRequests(limit, state.limits.window.whole_seconds())
         }
-        Err(err) => err,
+        // The counter's server does not answer (one Memcached server of three is down, say):
+        // the session is started uncounted. The bound keeps a flood from filling the store;
+        // refusing every new visitor while a counter is out of reach would do the flood's work.
+        Err(err) => {
+            log::warn!("A new session was started uncounted: the count failed ({err:#}).");
+            return Ok(response);
+        }
     };
     session.purge();
     Ok(response.into_response(HttpResponse::from_error(refusal)))
