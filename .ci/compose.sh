@@ -10,9 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 passed=0
-# One journey through the running stack; any failure stops the script (set -e).
+# One journey through the running stack; any failure stops the script (set -e), after the
+# replicas' last log lines, which say why.
 journey() {
-  python3 .ci/compose/journeys.py "$@"
+  if ! python3 .ci/compose/journeys.py "$@"; then
+    docker compose logs --no-color --tail 60 shop >&2 || true
+    return 1
+  fi
   passed=$((passed + 1))
 }
 

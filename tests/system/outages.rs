@@ -19,6 +19,16 @@ async fn wait_until_ready(app: &TestApp) -> Duration {
     panic!("the shop did not recover within 15 seconds of the store coming back");
 }
 
+/// Eight cart views at once, their statuses.
+async fn concurrent_cart_views(app: &TestApp) -> Vec<StatusCode> {
+    let mut views = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = app.client().get(app.url("/cart"));
+        views.spawn(async move { request.send().await.unwrap().status() });
+    }
+    views.join_all().await
+}
+
 async fn the_shop_answers_503_while_the_store_is_down_and_recovers(kind: &'static str) {
     let mut server = StoreProcess::start(kind).await;
     let app = spawn_app_with(|settings| server.configure(settings)).await;
@@ -26,6 +36,14 @@ async fn the_shop_answers_503_while_the_store_is_down_and_recovers(kind: &'stati
     app.register(&email).await.assert_redirects_to("/");
     app.add_to_cart(1, "2").await.assert_redirects_to("/cart");
     let token = app.csrf_token().await;
+    // Several requests at once, so the pool holds several connections when the store goes.
+    assert!(
+        concurrent_cart_views(&app)
+            .await
+            .iter()
+            .all(|s| *s == StatusCode::OK),
+        "before the outage"
+    );
 
     server.stop().await;
     for path in ["/", "/cart", "/products/1", "/orders"] {
@@ -71,6 +89,14 @@ async fn the_shop_answers_503_while_the_store_is_down_and_recovers(kind: &'stati
         took.as_millis()
     );
     assert_eq!(app.get("/").await.status, StatusCode::OK);
+    // Every pooled connection died with the store; none of them answers a shopper 503 now.
+    for round in 0..3 {
+        let statuses = concurrent_cart_views(&app).await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "round {round} after the store came back: {statuses:?}"
+        );
+    }
     if kind == "postgres" {
         // PostgreSQL keeps its data across a restart: the shopper is still signed in.
         assert_eq!(app.signed_in_as().await, Some(email));
