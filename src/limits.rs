@@ -50,11 +50,6 @@ struct Counter {
     which: Limit,
 }
 
-/// The client a request counts as: its address (canonical), or `unknown` without one.
-pub fn client_of(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
-    state.clients.address(req)
-}
-
 fn counter_name(state: &AppState, purpose: &str, value: &str) -> String {
     let hash = state.sessions.signer.hash(purpose, value.as_bytes());
     format!("{}-{}", purpose.replace(' ', "-"), &hash[..32])
@@ -95,10 +90,9 @@ fn networks(state: &AppState, address: Option<IpAddr>) -> Vec<(u8, String)> {
 pub struct LoginLimits {
     counters: Vec<Counter>,
     /// The counters a right password clears (the account's), and the client's, which it
-    /// gives its count back to.
+    /// gives its count back to: none when the attempt is counted by a known browser.
     account: Vec<String>,
     client: Option<String>,
-    device: bool,
 }
 
 impl LoginLimits {
@@ -113,10 +107,9 @@ impl LoginLimits {
                 }],
                 account: vec![name],
                 client: None,
-                device: true,
             };
         }
-        let networks = networks(state, client_of(req, state));
+        let networks = networks(state, state.clients.address(req));
         // The client's own counter first, then the account's from the widest network in: a
         // counter that refuses is one that already holds counts, so a refused attempt makes
         // no new counter.
@@ -140,13 +133,12 @@ impl LoginLimits {
             counters,
             account,
             client: Some(client),
-            device: false,
         }
     }
 
     /// Whether the attempt comes from a browser that signed in to this account before.
     pub fn from_known_device(&self) -> bool {
-        self.device
+        self.client.is_none()
     }
 
     /// Counts this attempt before any password is checked, atomically in the store: of N
@@ -202,7 +194,7 @@ async fn count_per_client(
     which: Limit,
     limit: i64,
 ) -> Result<Result<(), Limit>, ShopError> {
-    let client = &networks(state, client_of(req, state))[0].1;
+    let client = &networks(state, state.clients.address(req))[0].1;
     let counter = Counter {
         name: counter_name(state, purpose, client),
         limit,

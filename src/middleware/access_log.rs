@@ -28,14 +28,21 @@ const MAX_ID_LEN: usize = 64;
 pub fn who(req: &HttpRequest) -> String {
     let client = req
         .app_data::<web::Data<AppState>>()
-        .and_then(|state| state.clients.address(req))
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        .map_or_else(|| "unknown".to_owned(), |state| client_name(state, req));
     let id = req
         .extensions()
         .get::<RequestId>()
         .and_then(|id| id.0.to_str().ok().map(str::to_owned))
         .unwrap_or_else(|| "-".to_owned());
     format!("client {client}, request {id}")
+}
+
+/// The client as the limits count it (past `TRUSTED_PROXIES`), for a log line.
+fn client_name(state: &AppState, req: &HttpRequest) -> String {
+    state
+        .clients
+        .address(req)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
 /// The id a trusted proxy gave the request, if it is one to keep: 1 to 64 letters, digits and
@@ -90,10 +97,7 @@ pub async fn access_log(
     if !log::log_enabled!(target: "shop::access", log::Level::Info) {
         return next.call(req).await;
     }
-    let client = state
-        .clients
-        .address(req.request())
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let client = client_name(&state, req.request());
     let line = request_line(&req);
     let started = std::time::Instant::now();
     let answered = next.call(req).await;
