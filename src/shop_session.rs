@@ -38,6 +38,9 @@ const MAX_AGENT_CHARS: usize = 160;
 /// of a cart page's JSON work). Kept in the request's extensions and forgotten on every write.
 struct Decoded<T>(T);
 
+/// The message this request took from its session for its page.
+struct TakenFlash(Flash);
+
 /// The shop's view of an actix-session `Session`, with the request it belongs to (for the CSRF
 /// nonce cookie and the browser's name).
 #[derive(Clone)]
@@ -348,9 +351,22 @@ impl ShopSession {
         if !self.session.contains_key(FLASH) || self.refuse_other_version().is_err() {
             return None;
         }
-        let flash = self.get(FLASH)?;
+        let flash: Flash = self.get(FLASH)?;
         self.session.remove(FLASH);
+        self.req.extensions_mut().insert(TakenFlash(flash.clone()));
         Some(flash)
+    }
+
+    /// Puts back the message this request took, when its page was not shown after all (the
+    /// handler failed and an error page answers): the shopper sees it on their next page.
+    pub fn put_back_flash(&self) {
+        let taken = self.req.extensions_mut().remove::<TakenFlash>();
+        if let Some(TakenFlash(flash)) = taken
+            && !self.session.contains_key(FLASH)
+            && let Err(err) = self.insert(FLASH, flash)
+        {
+            log::warn!("The message of a failed page could not be kept: {err}");
+        }
     }
 }
 

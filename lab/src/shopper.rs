@@ -31,8 +31,12 @@ pub struct Shopper {
 static CSRF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"name="csrf_token" value="([0-9a-f]+)""#).unwrap());
 static CART_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"id="qty-(\d+)" name="quantity" type="number" min="0" max="99" value="(\d+)""#)
-        .unwrap()
+    // Both shapes: this release's (the stock as its max) and the previous one's, which replicas
+    // of the deploy test still serve.
+    Regex::new(
+        r#"id="qty-(\d+)" name="quantity" type="number"(?: inputmode="numeric")? min="0" max="\d+" value="(\d+)""#,
+    )
+    .unwrap()
 });
 static USER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"<span class="user">([^<]+)</span>"#).unwrap());

@@ -13,6 +13,7 @@ use super::access_log::X_REQUEST_ID;
 use super::headers::add_headers;
 use crate::error::{RETRY_AFTER_SECONDS, ShopError, status_text};
 use crate::routes::{Layout, allowed_methods};
+use crate::shop_session::ShopSession;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -66,7 +67,8 @@ pub async fn finish_response(
                 503,
                 started.elapsed(),
             );
-            let mut response = error_page(&state, status, status_text(status))
+            // The store failed: nothing of the session is known, so the header is a guest's.
+            let mut response = error_page(Layout::bare(&state), status, status_text(status))
                 .unwrap_or_else(|| HttpResponse::new(status));
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -99,7 +101,14 @@ pub async fn finish_response(
             _ => {}
         }
         let text = shop_error.map_or_else(|| status_text(status), ShopError::page_text);
-        match error_page(&state, status, text) {
+        // The shopper's own header, kept while their session was loaded; outside the pages
+        // (a static file), a guest's.
+        let kept = response
+            .request()
+            .extensions_mut()
+            .remove::<ShoppersHeader>();
+        let layout = kept.map_or_else(|| Layout::bare(&state), |kept| kept.0);
+        match error_page(layout, status, text) {
             Some(mut page) => {
                 for (name, value) in response.headers() {
                     if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
@@ -133,6 +142,35 @@ pub async fn finish_response(
     Ok(response)
 }
 
+/// The header an error page shows: the shopper's own, taken while their session was loaded.
+struct ShoppersHeader(Layout);
+
+/// Innermost of the pages' layers, where the session is still loaded (actix-session takes its
+/// state out of the request when its own layer ends): an error response without a page keeps
+/// the shopper's header (their name, their cart's count, a working logout form) for
+/// `finish_response` to draw the page with. Their pending message, if the failed handler took it
+/// for a page it did not show, is put back for the next page.
+pub async fn keep_shoppers_header(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let response = next.call(req).await?;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+        && let Some(state) = response.request().app_data::<web::Data<AppState>>()
+    {
+        let session = ShopSession::of(response.request());
+        session.put_back_flash();
+        let layout = Layout::keeping_flash(state, &session);
+        response
+            .request()
+            .extensions_mut()
+            .insert(ShoppersHeader(layout));
+    }
+    Ok(response)
+}
+
 /// While the instance drains, each response closes its connection, so the proxy in front opens
 /// its next one to another replica instead of reusing one that is about to close.
 fn close_if_draining(state: &AppState, head: &mut actix_web::dev::ResponseHead) {
@@ -142,12 +180,12 @@ fn close_if_draining(state: &AppState, head: &mut actix_web::dev::ResponseHead) 
 }
 
 fn error_page(
-    state: &AppState,
+    layout: Layout,
     status: StatusCode,
     (title, message): (&'static str, String),
 ) -> Option<HttpResponse> {
     let page = ErrorPage {
-        layout: Layout::bare(state),
+        layout,
         status: status.as_u16(),
         title,
         message,

@@ -7,7 +7,8 @@
 //! - `new_sessions::bound_new_sessions`: what a new session may cost the store;
 //! - `session_cookie::refresh_session_cookie`: the cookie's fresh `Max-Age`;
 //! - `csrf::issue_cookie`: the guest nonce cookie;
-//! - `lifetime::end_expired_sign_in`: a sign-in past its absolute lifetime ends.
+//! - `lifetime::end_expired_sign_in`: a sign-in past its absolute lifetime ends;
+//! - `errors::keep_shoppers_header`: an error page's header, taken while the session is loaded.
 
 pub mod access_log;
 pub mod csrf;
@@ -19,7 +20,7 @@ pub mod session_cookie;
 
 pub use access_log::access_log;
 pub use csrf::issue_cookie;
-pub use errors::finish_response;
+pub use errors::{finish_response, keep_shoppers_header};
 pub use headers::cache_static_assets;
 pub use lifetime::end_expired_sign_in;
 pub use new_sessions::bound_new_sessions;

@@ -1,13 +1,15 @@
 //! The cart: lines live in the session as product ids, quantities and the price first seen;
 //! names, prices and stock are read from the catalog every time the cart is shown or changed.
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{CheckedForm, Layout, NoFields, see_other};
+use super::catalog::ProductPage;
+use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
 use crate::db::products::Product;
-use crate::domain::{Cart, Money, ProductId, Quantity};
+use crate::domain::{Cart, MAX_PER_LINE, Money, ProductId, Quantity};
 use crate::error::ShopError;
 use crate::session::{Flash, FlashKind, ModifyError, cart_in, put_cart_and_flash};
 use crate::shop_session::ShopSession;
@@ -19,6 +21,25 @@ pub struct CartRow {
     pub line_total: Money,
     /// The unit price when the line was added, when the catalog's has changed since.
     pub was: Option<Money>,
+    /// A refused change of this line: what the shopper typed, and why it was refused.
+    pub refused: Option<(String, String)>,
+}
+
+impl CartRow {
+    /// The most the quantity box takes: the stock and the per-line limit.
+    pub fn max_quantity(&self) -> u32 {
+        u32::try_from(self.product.stock.max(0))
+            .unwrap_or(u32::MAX)
+            .clamp(self.quantity, MAX_PER_LINE)
+    }
+
+    /// What the quantity box holds: the line's quantity, or what was typed and refused.
+    pub fn typed(&self) -> String {
+        match &self.refused {
+            Some((typed, _)) => typed.clone(),
+            None => self.quantity.to_string(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -64,6 +85,7 @@ pub async fn priced_rows(state: &AppState, cart: &Cart) -> Result<Vec<CartRow>, 
                 line_total: product.price().times(line.quantity.get()),
                 quantity: line.quantity.get(),
                 product: product.clone(),
+                refused: None,
             })
         })
         .collect())
@@ -82,12 +104,18 @@ pub async fn show(
         cart.retain(|id| rows.iter().any(|row| row.product.product_id() == id));
         session.set_cart(&cart)?;
     }
-    let total = rows.iter().map(|row| row.line_total).sum();
-    Ok(CartPage {
-        layout,
-        rows,
-        total,
-    })
+    Ok(CartPage::new(layout, rows))
+}
+
+impl CartPage {
+    fn new(layout: Layout, rows: Vec<CartRow>) -> Self {
+        let total = rows.iter().map(|row| row.line_total).sum();
+        Self {
+            layout,
+            rows,
+            total,
+        }
+    }
 }
 
 /// The product a cart change names, from the catalog cache: its stock may be a second old, and
@@ -151,36 +179,78 @@ pub async fn change_cart(
     session.flash(FlashKind::Info, text)
 }
 
+/// A mistake in a quantity (not a number, too many, more than the stock) is shown on the page
+/// the shopper was on, beside the box, with what they typed kept; the session is not changed.
+/// Other failures (an unknown product, a store down) are the error pages'.
 pub async fn add(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     CheckedForm(form): CheckedForm<AddForm>,
 ) -> Result<HttpResponse, ShopError> {
-    let quantity = Quantity::parse(&form.quantity).map_err(ShopError::bad_input)?;
     let product = existing_product(&state, &form.product_id).await?;
-    change_cart(&state, &session, |cart| {
-        let new_quantity = cart
-            .add(product.product_id(), quantity)
-            .map_err(ShopError::bad_input)?;
-        cart.remember_price(product.product_id(), product.price());
-        check_stock(&product, new_quantity)?;
-        Ok(format!("Added {quantity} × {} to your cart.", product.name))
-    })
-    .await?;
-    Ok(see_other("/cart"))
+    let added = match Quantity::parse(&form.quantity) {
+        Ok(quantity) => {
+            change_cart(&state, &session, |cart| {
+                let new_quantity = cart
+                    .add(product.product_id(), quantity)
+                    .map_err(ShopError::bad_input)?;
+                cart.remember_price(product.product_id(), product.price());
+                check_stock(&product, new_quantity)?;
+                Ok(format!("Added {quantity} × {} to your cart.", product.name))
+            })
+            .await
+        }
+        Err(err) => Err(ShopError::bad_input(err)),
+    };
+    match added {
+        Ok(()) => Ok(see_other("/cart")),
+        Err(ShopError::BadInput(error)) => {
+            let in_cart = session
+                .cart()
+                .quantity_of(product.product_id())
+                .map_or(0, |q| q.get());
+            let page = ProductPage::new(Layout::of_request(&req)?, product, in_cart)
+                .refused(&form.quantity, error);
+            render_with_status(&page, StatusCode::BAD_REQUEST)
+        }
+        Err(err) => Err(err),
+    }
 }
 
+/// A refused quantity is shown on the cart page, beside that line's box, with what was typed.
 pub async fn update(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: ShopSession,
     path: web::Path<String>,
     CheckedForm(form): CheckedForm<QuantityForm>,
 ) -> Result<HttpResponse, ShopError> {
-    let quantity = Quantity::parse_field(&form.quantity).map_err(ShopError::bad_input)?;
     let product = existing_product(&state, &path).await?;
-    if let Some(quantity) = quantity {
-        check_stock(&product, quantity)?;
-    }
+    let checked = Quantity::parse_field(&form.quantity)
+        .map_err(ShopError::bad_input)
+        .and_then(|quantity| {
+            if let Some(quantity) = quantity {
+                check_stock(&product, quantity)?;
+            }
+            Ok(quantity)
+        });
+    let quantity = match checked {
+        Ok(quantity) => quantity,
+        Err(ShopError::BadInput(error)) => {
+            let mut rows = priced_rows(&state, &session.try_cart()?).await?;
+            let Some(row) = rows
+                .iter_mut()
+                .find(|row| row.product.product_id() == product.product_id())
+            else {
+                return Err(ShopError::BadInput(error));
+            };
+            row.refused = Some((form.quantity.chars().take(20).collect(), error));
+            let page = CartPage::new(Layout::of_request(&req)?, rows);
+            return render_with_status(&page, StatusCode::BAD_REQUEST);
+        }
+        Err(err) => return Err(err),
+    };
     change_cart(&state, &session, |cart| {
         cart.set(product.product_id(), quantity)
             .map_err(ShopError::bad_input)?;

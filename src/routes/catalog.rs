@@ -36,7 +36,37 @@ pub struct ProductPage {
     layout: Layout,
     product: Product,
     in_cart: u32,
-    max_quantity: u32,
+    /// The most this shopper can still add: the stock shown and the per-line limit, less what
+    /// their cart holds. Zero hides the form.
+    addable: u32,
+    /// What the quantity box holds: "1", or what the shopper typed when it was refused.
+    typed: String,
+    /// Why the last add was refused, shown beside the quantity box.
+    error: Option<String>,
+}
+
+impl ProductPage {
+    /// The product page for this shopper's cart.
+    pub fn new(layout: Layout, product: Product, in_cart: u32) -> Self {
+        let limit = u32::try_from(product.stock.max(0))
+            .unwrap_or(u32::MAX)
+            .min(MAX_PER_LINE);
+        Self {
+            layout,
+            addable: limit.saturating_sub(in_cart),
+            in_cart,
+            product,
+            typed: "1".to_owned(),
+            error: None,
+        }
+    }
+
+    /// The page again, with the refused quantity kept in its box and the reason beside it.
+    pub fn refused(mut self, typed: &str, error: String) -> Self {
+        self.typed = typed.chars().take(20).collect();
+        self.error = Some(error);
+        self
+    }
 }
 
 super::page!(ProductPage);
@@ -143,10 +173,5 @@ pub async fn product(
     };
     let product = product.ok_or(ShopError::NotFound)?;
     let in_cart = session.cart().quantity_of(id).map_or(0, |q| q.get());
-    Ok(ProductPage {
-        layout,
-        max_quantity: MAX_PER_LINE.saturating_sub(in_cart).max(1),
-        in_cart,
-        product,
-    })
+    Ok(ProductPage::new(layout, product, in_cart))
 }

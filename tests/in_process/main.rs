@@ -25,3 +25,4 @@ mod layers;
 mod limits;
 mod operator;
 mod sessions;
+mod shopper;
