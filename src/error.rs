@@ -45,6 +45,24 @@ impl SignInReason {
         }
     }
 
+    /// Where a sign-in for this reason goes next: back to what the shopper was doing.
+    pub fn destination(self) -> &'static str {
+        match self {
+            Self::Orders => "/orders",
+            Self::Checkout => "/cart",
+            Self::Sessions => "/account/sessions",
+        }
+    }
+
+    /// What the page after the sign-in says, after the welcome.
+    pub fn welcome(self) -> &'static str {
+        match self {
+            Self::Orders => "Here are your orders.",
+            Self::Checkout => "Your cart is as you left it; check out when you are ready.",
+            Self::Sessions => "Here is where you are signed in.",
+        }
+    }
+
     fn location(self) -> String {
         format!("/login?reason={}", self.name())
     }

@@ -36,6 +36,8 @@ pub struct RegisterPage {
     layout: Layout,
     email: String,
     error: Option<String>,
+    /// Why the shopper was sent to sign in, carried through the form to send them back.
+    reason: Option<SignInReason>,
 }
 
 #[derive(Template)]
@@ -44,8 +46,9 @@ pub struct LoginPage {
     layout: Layout,
     email: String,
     error: Option<String>,
-    /// Why the shopper was sent here, from the page's address.
-    notice: Option<&'static str>,
+    /// Why the shopper was sent here, from the page's address; said on the page, and carried
+    /// through the form so that signing in returns them to what they were doing.
+    reason: Option<SignInReason>,
 }
 
 #[derive(Deserialize)]
@@ -57,30 +60,52 @@ pub struct LoginQuery {
 pub struct Credentials {
     email: String,
     password: String,
+    /// The sign-in reason the form carried, if any; anything else is ignored.
+    #[serde(default)]
+    reason: String,
 }
 
-pub async fn register_form(layout: Layout) -> Result<HttpResponse, ShopError> {
+/// `?reason=` names why a page sent the shopper to sign in (anything else is ignored).
+fn reason_in_query(req: &HttpRequest) -> Option<SignInReason> {
+    web::Query::<LoginQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|query| SignInReason::parse(query.reason.as_deref()?))
+}
+
+pub async fn register_form(req: HttpRequest, layout: Layout) -> Result<HttpResponse, ShopError> {
     let page = RegisterPage {
         layout,
         email: String::new(),
         error: None,
+        reason: reason_in_query(&req),
     };
     render_with_status(&page, StatusCode::OK)
 }
 
-/// The login form; `?reason=` names why a page sent the shopper here (anything else is ignored).
 pub async fn login_form(req: HttpRequest, layout: Layout) -> Result<HttpResponse, ShopError> {
-    let notice = web::Query::<LoginQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|query| SignInReason::parse(query.reason.as_deref()?))
-        .map(SignInReason::message);
     let page = LoginPage {
         layout,
         email: String::new(),
         error: None,
-        notice,
+        reason: reason_in_query(&req),
     };
     render_with_status(&page, StatusCode::OK)
+}
+
+/// Where a sign-in goes next, and what it says there: back to what the shopper was doing, with
+/// the greeting and what is there, or to the catalog with the greeting and `otherwise`.
+fn signed_in(
+    reason: Option<SignInReason>,
+    greeting: &str,
+    otherwise: &str,
+) -> (&'static str, String) {
+    match reason {
+        Some(reason) => (
+            reason.destination(),
+            format!("{greeting} {}", reason.welcome()),
+        ),
+        None => ("/", format!("{greeting} {otherwise}").trim_end().to_owned()),
+    }
 }
 
 pub async fn register(
@@ -90,6 +115,7 @@ pub async fn register(
     layout: Layout,
     CheckedForm(form): CheckedForm<Credentials>,
 ) -> Result<HttpResponse, ShopError> {
+    let reason = SignInReason::parse(&form.reason);
     let again = |layout, error: String| {
         let email = form.email.chars().take(254).collect();
         render_with_status(
@@ -97,6 +123,7 @@ pub async fn register(
                 layout,
                 email,
                 error: Some(error),
+                reason,
             },
             StatusCode::BAD_REQUEST,
         )
@@ -133,8 +160,9 @@ pub async fn register(
     };
     log::info!("User {id} registered.");
     session.log_in(id, email.to_string())?;
-    session.flash(FlashKind::Info, "Welcome! Your account is ready.")?;
-    let mut response = see_other("/");
+    let (next, welcome) = signed_in(reason, "Welcome! Your account is ready.", "");
+    session.flash(FlashKind::Info, welcome)?;
+    let mut response = see_other(next);
     limits::remember_device(&mut response, &state, &email)?;
     Ok(response)
 }
@@ -146,13 +174,14 @@ pub async fn login(
     layout: Layout,
     CheckedForm(form): CheckedForm<Credentials>,
 ) -> Result<HttpResponse, ShopError> {
+    let reason = SignInReason::parse(&form.reason);
     let refuse = |layout| {
         let email = form.email.chars().take(254).collect();
         let page = LoginPage {
             layout,
             email,
             error: Some(WRONG_CREDENTIALS.into()),
-            notice: None,
+            reason,
         };
         render_with_status(&page, StatusCode::UNAUTHORIZED)
     };
@@ -176,7 +205,7 @@ pub async fn login(
                  and try again, or sign in from a browser you have signed in with before.",
                 crate::error::span(state.limits.window.whole_seconds())
             )),
-            notice: None,
+            reason,
         };
         let mut response = render_with_status(&page, StatusCode::TOO_MANY_REQUESTS)?;
         response.headers_mut().insert(
@@ -204,7 +233,9 @@ pub async fn login(
                     ""
                 }
             );
-            let mut response = see_other("/");
+            let (next, welcome) = signed_in(reason, "Welcome back!", "You are signed in.");
+            session.flash(FlashKind::Info, welcome)?;
+            let mut response = see_other(next);
             limits::remember_device(&mut response, &state, &email)?;
             Ok(response)
         }
