@@ -17,6 +17,9 @@ pub struct SessionRow {
     pub id: String,
     pub signed_in: String,
     pub last_seen: String,
+    /// The browser as a person names it: "Chrome on Linux".
+    pub device: String,
+    /// The browser's own `User-Agent` text, shown on hover and to assistive technology.
     pub agent: String,
     pub current: bool,
 }
@@ -26,10 +29,25 @@ impl SessionRow {
         Self {
             signed_in: utc_minute(session.signed_in_at),
             last_seen: ago(now - session.last_seen_at),
+            device: device_name(&session.agent),
             agent: session.agent,
             current: session.current,
             id: session.id,
         }
+    }
+}
+
+/// A browser's `User-Agent` as a person names it: "Chrome on Linux", "Safari on iPhone"; what
+/// the parser does not know is called by the part it knows, or "An unknown browser".
+fn device_name(agent: &str) -> String {
+    let known = |text: &str| !text.is_empty() && text != woothee::woothee::VALUE_UNKNOWN;
+    let parsed = woothee::parser::Parser::new().parse(agent);
+    let (browser, os) = parsed.map_or(("", ""), |result| (result.name, result.os));
+    match (known(browser), known(os)) {
+        (true, true) => format!("{browser} on {os}"),
+        (true, false) => browser.to_owned(),
+        (false, true) => format!("A browser on {os}"),
+        (false, false) => "An unknown browser".to_owned(),
     }
 }
 
@@ -136,7 +154,7 @@ pub async fn end_others(
 
 #[cfg(test)]
 mod tests {
-    use super::ago;
+    use super::{ago, device_name};
 
     #[test]
     fn time_ago_reads_as_words() {
@@ -144,5 +162,31 @@ mod tests {
         assert_eq!(ago(90), "a minute ago");
         assert_eq!(ago(600), "10 minutes ago");
         assert_eq!(ago(3 * 3600 + 5), "3 hours ago");
+    }
+
+    #[test]
+    fn browsers_are_named_as_people_name_them() {
+        let cases = [
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/156.0.0.0 Safari/537.36",
+                "Chrome on Linux",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
+                 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+                "Safari on iPhone",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 \
+                 Firefox/128.0",
+                "Firefox on Windows 10",
+            ),
+            ("", "An unknown browser"),
+            ("reqwest/0.12", "An unknown browser"),
+        ];
+        for (agent, name) in cases {
+            assert_eq!(device_name(agent), name, "{agent}");
+        }
     }
 }

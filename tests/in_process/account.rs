@@ -11,7 +11,7 @@ use crate::helpers::{
 /// The ids of the sessions listed on the page, the current one marked.
 fn listed(body: &str) -> Vec<(String, bool)> {
     let row = Regex::new(
-        r#"(?s)<tr( class="current")?>\s*<td>.*?action="/account/sessions/([0-9a-f]+)/end""#,
+        r#"(?s)<tr( class="current")?>\s*<td[^>]*>.*?action="/account/sessions/([0-9a-f]+)/end""#,
     )
     .unwrap();
     row.captures_iter(body)
@@ -38,6 +38,10 @@ async fn a_shopper_sees_every_browser_they_are_signed_in_on() {
     assert_eq!(sessions.len(), 2, "{body}");
     assert_eq!(sessions.iter().filter(|(_, current)| *current).count(), 1);
     assert!(body.contains("Laptop Firefox") && body.contains("Phone Safari"));
+    assert!(
+        body.contains("An unknown browser"),
+        "a browser string no parser knows is named as unknown, the string kept beside it"
+    );
     assert!(body.contains("(this session)"));
     assert!(body.contains("just now"), "last active: {body}");
     // A session that logged out is no longer listed.
@@ -104,6 +108,27 @@ async fn one_other_session_can_be_ended_and_an_unknown_one_changes_nothing() {
         .assert_redirects_to("/account/sessions");
     assert_eq!(other.signed_in_as().await, None);
     assert_eq!(app.signed_in_as().await, Some(email));
+}
+
+#[tokio::test]
+async fn browsers_are_named_readably_with_their_own_text_kept_in_a_detail_line() {
+    let app = spawn_app().await;
+    let email = unique_email("agent");
+    let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                  Chrome/156.0.0.0 Safari/537.36";
+    let desktop = spawn_client_named(&app, chrome);
+    desktop.register(&email).await;
+    let body = sessions_page(&desktop).await;
+    assert!(
+        body.contains(&format!(
+            r#"<span title="{chrome}">Chrome on Linux</span> <strong>(this session)</strong>"#
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(r#"<small class="agent muted">{chrome}</small>"#)),
+        "{body}"
+    );
 }
 
 #[tokio::test]
