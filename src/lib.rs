@@ -3,6 +3,7 @@
 //! die without logging anyone out. `main.rs` only reads the configuration and runs this library,
 //! which tests start on port 0.
 
+pub mod assets;
 pub mod client;
 pub mod config;
 pub mod db;

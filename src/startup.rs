@@ -99,6 +99,9 @@ impl Application {
                 wider_prefixes: config.ipv6_network_prefixes.clone(),
             },
             limits: config.limits.clone(),
+            assets: std::sync::Arc::new(crate::assets::Assets::load(std::path::Path::new(
+                &config.static_dir,
+            ))),
             session_inspector: config.session_inspector,
             strict_transport_security: config.app_env == AppEnv::Production
                 && config.session.cookie_secure,
@@ -292,6 +295,7 @@ fn run(
             })
             .service(
                 web::scope("")
+                    .wrap(from_fn(middleware::keep_shoppers_header))
                     .wrap(from_fn(middleware::end_expired_sign_in))
                     .wrap(from_fn(middleware::issue_cookie))
                     .wrap(from_fn(middleware::refresh_session_cookie))

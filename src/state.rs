@@ -47,6 +47,8 @@ pub struct AppState {
     /// How long an unfinished checkout is joined before a retry voids it
     /// (`CHECKOUT_CLAIM_SECONDS`).
     pub checkout_claim_seconds: i64,
+    /// The versioned addresses of the static files.
+    pub assets: std::sync::Arc<crate::assets::Assets>,
     /// Whether `/session` shows the store inspector (`SESSION_INSPECTOR`).
     pub session_inspector: bool,
     /// Whether responses carry `Strict-Transport-Security`: in production with Secure cookies,

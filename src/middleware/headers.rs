@@ -6,11 +6,19 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::Next;
 
+use actix_web::web;
+
 use crate::state::AppState;
 
 /// How long browsers and proxies may keep a static asset before asking again (with its
 /// `ETag`/`Last-Modified`, which answers 304 while it is unchanged).
+/// A static file asked for by its plain path, or by a version this replica does not have (a
+/// page of another release during a deploy): kept for a day.
 const STATIC_CACHE_CONTROL: &str = "public, max-age=86400";
+
+/// A static file asked for by its current version's address (`crate::assets`): its bytes never
+/// change under that address.
+const VERSIONED_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// Lets browsers and shared caches keep a static asset, and only an asset: a 404 or 405 under
 /// `/static` (a file not yet on this replica during a rolling deploy) stays `no-store`, or a CDN
@@ -19,12 +27,19 @@ pub async fn cache_static_assets(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let current = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.assets.is_current(req.path(), req.query_string()));
     let mut response = next.call(req).await?;
     let status = response.status();
     if status.is_success() || status == StatusCode::NOT_MODIFIED {
         response.headers_mut().insert(
             header::CACHE_CONTROL,
-            header::HeaderValue::from_static(STATIC_CACHE_CONTROL),
+            header::HeaderValue::from_static(if current {
+                VERSIONED_CACHE_CONTROL
+            } else {
+                STATIC_CACHE_CONTROL
+            }),
         );
     }
     Ok(response)

@@ -4,8 +4,11 @@
 use std::fmt;
 use std::future::{Ready, ready};
 
+use std::sync::Arc;
+
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
+use crate::assets::Assets;
 use crate::error::ShopError;
 use crate::session::{Flash, SignedInUser};
 use crate::shop_session::ShopSession;
@@ -20,6 +23,7 @@ pub struct Layout {
     pub flash: Option<Flash>,
     /// Whether the footer links to the store inspector (`SESSION_INSPECTOR`).
     pub inspector: bool,
+    pub assets: Arc<Assets>,
 }
 
 impl Layout {
@@ -33,18 +37,39 @@ impl Layout {
             csrf_token: FormToken::default(),
             flash: None,
             inspector: state.session_inspector,
+            assets: state.assets.clone(),
         }
     }
 
     fn for_session(state: &AppState, session: &ShopSession) -> Result<Self, ShopError> {
         Ok(Self {
-            user: session.user(),
-            cart_count: session.cart_count(),
-            csrf_token: FormToken::new(session.csrf_token()?),
             flash: session.take_flash(),
-            ..Self::bare(state)
+            ..Self::keeping_flash(state, session)
         })
     }
+
+    /// The shopper's real header (their name, their cart's count, a working logout form)
+    /// without taking their pending message, which stays for the next page: for an error page,
+    /// and for a form shown again with its mistake, where the session must not change.
+    pub fn keeping_flash(state: &AppState, session: &ShopSession) -> Self {
+        Self {
+            user: session.user(),
+            cart_count: session.cart_count(),
+            csrf_token: session.csrf_token().map(FormToken::new).unwrap_or_default(),
+            ..Self::bare(state)
+        }
+    }
+
+    /// The header for a form shown again with its mistake, from the request.
+    pub fn of_request(req: &HttpRequest) -> Result<Self, ShopError> {
+        let state = app_state(req)?;
+        Ok(Self::keeping_flash(state, &ShopSession::of(req)))
+    }
+}
+
+fn app_state(req: &HttpRequest) -> Result<&web::Data<AppState>, ShopError> {
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ShopError::Unexpected(anyhow::anyhow!("AppState is not registered")))
 }
 
 /// The form token as pages print it: hex digits only, checked once here, so the twelve forms of
@@ -62,6 +87,13 @@ impl FormToken {
             log::warn!("The session's form token is not hex; the page prints none.");
             Self::default()
         }
+    }
+}
+
+impl Layout {
+    /// The versioned address of a static file, for a page to name.
+    pub fn asset<'a>(&'a self, path: &'a str) -> &'a str {
+        self.assets.url(path)
     }
 }
 
@@ -84,13 +116,7 @@ impl FromRequest for Layout {
     type Future = Ready<Result<Self, ShopError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return ready(Err(ShopError::Unexpected(anyhow::anyhow!(
-                "AppState is not registered"
-            ))));
-        };
-        let session = ShopSession::of(req);
-        ready(Self::for_session(state, &session))
+        ready(app_state(req).and_then(|state| Self::for_session(state, &ShopSession::of(req))))
     }
 }
 

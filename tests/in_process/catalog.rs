@@ -11,7 +11,7 @@ async fn the_catalog_lists_at_least_twelve_products_with_prices_and_images() {
     let products = Regex::new(r#"href="/products/(\d+)""#).unwrap();
     assert!(products.captures_iter(&page.body).count() >= 12);
     assert!(Regex::new(r"\$\d+\.\d\d").unwrap().is_match(&page.body));
-    let image = Regex::new(r#"src="(/static/products/[a-z-]+\.svg)""#).unwrap();
+    let image = Regex::new(r#"src="(/static/products/[a-z-]+\.svg\?v=[0-9a-f]+)""#).unwrap();
     let first = &image.captures(&page.body).expect("an image")[1];
     let response = app.client().get(app.url(first)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);

@@ -74,6 +74,51 @@ async fn static_assets_are_cached_and_revalidated() {
     assert_eq!(again.headers()["cache-control"], "public, max-age=86400");
 }
 
+/// Pages name static files by a version of their bytes (`?v=`); that address is kept for a
+/// year, `immutable`. Another version (a page of another release during a deploy) gets the
+/// file this replica has, kept for a day only.
+#[tokio::test]
+async fn pages_name_static_files_by_version_and_that_address_is_immutable() {
+    let app = spawn_app().await;
+    let page = app.get("/products/1").await;
+    let addresses =
+        regex::Regex::new(r#"(?:href|src)="(/static/[a-z/.-]+\?v=[0-9a-f]{16})""#).unwrap();
+    let named: Vec<String> = addresses
+        .captures_iter(&page.body)
+        .map(|c| c[1].to_owned())
+        .collect();
+    for asset in [
+        "/static/style.css?v=",
+        "/static/favicon.svg?v=",
+        "/static/products/",
+    ] {
+        assert!(
+            named.iter().any(|address| address.starts_with(asset)),
+            "the page names {asset}… by version: {named:?}"
+        );
+    }
+    for address in &named {
+        let response = app.client().get(app.url(address)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{address}");
+        assert_eq!(
+            response.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{address}"
+        );
+    }
+    let other_version = app
+        .client()
+        .get(app.url("/static/style.css?v=0123456789abcdef"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_version.status(), StatusCode::OK);
+    assert_eq!(
+        other_version.headers()["cache-control"],
+        "public, max-age=86400"
+    );
+}
+
 #[tokio::test]
 async fn errors_under_static_are_never_publicly_cached() {
     let app = spawn_app().await;
