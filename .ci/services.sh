@@ -87,6 +87,16 @@ ensure_chromium() {
   apt_install chromium chromium-driver
 }
 
+# axe-core, which the browser tests inject into each page (pinned in tests/browser/package.json
+# and its lock file; npm ci installs exactly that).
+ensure_axe() {
+  if [ -f tests/browser/node_modules/axe-core/axe.min.js ]; then
+    return 0
+  fi
+  command -v npm >/dev/null || apt_install npm
+  npm ci --prefix tests/browser --no-audit --no-fund --silent
+}
+
 # PyYAML, for the scripts that read the compose file and the Kubernetes manifests.
 ensure_pyyaml() {
   python3 -c 'import yaml' 2>/dev/null || pip install --quiet pyyaml
