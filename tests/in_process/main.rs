@@ -15,6 +15,7 @@ mod checkout;
 mod conformance;
 mod csrf;
 mod deploys;
+mod docs;
 // Reads each network store directly, so it has nothing to read without one.
 #[cfg(any(feature = "redis", feature = "postgres", feature = "memcached"))]
 mod direct;
