@@ -109,6 +109,9 @@ pub struct Config {
     /// than the keep-alive timeout (5 s), so no idle proxy connection outlives it. 0 to 600.
     /// Default `6`. SIGINT (Ctrl-C) stops at once.
     pub drain_seconds: u64,
+    /// `SLOW_REQUEST_MILLIS`: log every request slower than this (`shop::slow`, a warning) with
+    /// where its time went (`crate::timing`). Default: unset, nothing recorded.
+    pub slow_request: Option<std::time::Duration>,
     /// `SESSION_INSPECTOR`: `1` shows the `/session` inspector. Default: on in development, off
     /// in production.
     pub session_inspector: bool,
@@ -181,6 +184,13 @@ impl Config {
                 .number_in("DRAIN_SECONDS", 6_i64, 0..=600)?
                 .unsigned_abs(),
             session_inspector: env.flag("SESSION_INSPECTOR", app_env == AppEnv::Development)?,
+            slow_request: match env.text("SLOW_REQUEST_MILLIS") {
+                None => None,
+                Some(_) => Some(std::time::Duration::from_millis(
+                    env.number_in("SLOW_REQUEST_MILLIS", 0_i64, 1..=600_000)?
+                        .unsigned_abs(),
+                )),
+            },
             session,
         })
     }

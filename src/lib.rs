@@ -19,6 +19,7 @@ pub mod session;
 pub mod shop_session;
 pub mod startup;
 pub mod state;
+pub mod timing;
 
 pub use config::Config;
 pub use startup::Application;

@@ -102,6 +102,7 @@ impl Application {
             assets: std::sync::Arc::new(crate::assets::Assets::load(std::path::Path::new(
                 &config.static_dir,
             ))),
+            slow_request: config.slow_request,
             session_inspector: config.session_inspector,
             strict_transport_security: config.app_env == AppEnv::Production
                 && config.session.cookie_secure,

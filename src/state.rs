@@ -49,6 +49,8 @@ pub struct AppState {
     pub checkout_claim_seconds: i64,
     /// The versioned addresses of the static files.
     pub assets: std::sync::Arc<crate::assets::Assets>,
+    /// Requests slower than this are logged with where their time went (`SLOW_REQUEST_MILLIS`).
+    pub slow_request: Option<std::time::Duration>,
     /// Whether `/session` shows the store inspector (`SESSION_INSPECTOR`).
     pub session_inspector: bool,
     /// Whether responses carry `Strict-Transport-Security`: in production with Secure cookies,

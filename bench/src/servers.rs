@@ -36,11 +36,20 @@ pub(crate) async fn launch(
         }
         None => Command::new(program),
     };
+    // BENCH_SLOW_REQUEST_MILLIS: the shop logs each request slower than this with where its
+    // time went (SLOW_REQUEST_MILLIS, `shop::slow`), on the benchmark's standard error.
+    let slow = std::env::var("BENCH_SLOW_REQUEST_MILLIS").ok();
+    if let Some(millis) = &slow {
+        command
+            .env("SLOW_REQUEST_MILLIS", millis)
+            .env("RUST_LOG", "error,shop::slow=warn");
+    } else {
+        command.env("RUST_LOG", "error");
+    }
     let child = command
         .args(args)
         .envs(env)
         .env("PORT", port.to_string())
-        .env("RUST_LOG", "error")
         // Every simulated shopper comes from loopback: one client, to the per-client limits.
         .env("NEW_SESSIONS_PER_CLIENT", "1000000")
         .env("REGISTRATIONS_PER_CLIENT", "1000000")

@@ -62,7 +62,9 @@ impl Database {
         if let Some((_, products)) = cached.filter(|(at, _)| at.elapsed() < CATALOG_TTL) {
             return Ok(products);
         }
+        let refreshing = Instant::now();
         let products = Arc::new(self.all_products().await?);
+        crate::timing::note("catalog refresh", refreshing.elapsed());
         *self
             .catalog
             .0

@@ -94,24 +94,41 @@ pub async fn access_log(
     };
     let id = from_proxy(&req, &state).unwrap_or_else(new_id);
     req.extensions_mut().insert(RequestId(id.clone()));
-    if !log::log_enabled!(target: "shop::access", log::Level::Info) {
+    let access = log::log_enabled!(target: "shop::access", log::Level::Info);
+    if state.slow_request.is_none() && !access {
         return next.call(req).await;
     }
-    let client = client_name(&state, req.request());
     let line = request_line(&req);
+    let client = access.then(|| client_name(&state, req.request()));
     let started = std::time::Instant::now();
-    let answered = next.call(req).await;
-    let status = match &answered {
-        Ok(response) => response.status(),
-        Err(err) => err.as_response_error().status_code(),
+    let answered = match state.slow_request {
+        Some(threshold) => {
+            let (answered, phases) = crate::timing::recorded(next.call(req)).await;
+            if phases.total() >= threshold {
+                log::warn!(
+                    target: "shop::slow",
+                    "request {} \"{line}\" took {:.1} ms: {phases}",
+                    id.to_str().unwrap_or("-"),
+                    phases.total().as_secs_f64() * 1000.0
+                );
+            }
+            answered
+        }
+        None => next.call(req).await,
     };
-    log::info!(
-        target: "shop::access",
-        "{client} {} \"{line}\" {} {:.1}ms",
-        id.to_str().unwrap_or("-"),
-        status.as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
+    if let Some(client) = client {
+        let status = match &answered {
+            Ok(response) => response.status(),
+            Err(err) => err.as_response_error().status_code(),
+        };
+        log::info!(
+            target: "shop::access",
+            "{client} {} \"{line}\" {} {:.1}ms",
+            id.to_str().unwrap_or("-"),
+            status.as_u16(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
     answered
 }
 

@@ -154,7 +154,10 @@ pub async fn keep_shoppers_header(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let response = next.call(req).await?;
+    crate::timing::handler_started();
+    let response = next.call(req).await;
+    crate::timing::handler_ended();
+    let response = response?;
     let status = response.status();
     if (status.is_client_error() || status.is_server_error())
         && !response.headers().contains_key(header::CONTENT_TYPE)

@@ -98,6 +98,7 @@ impl StoreStats {
     }
 
     pub(super) fn record(&self, operation: Operation, took: Duration, ok: bool) {
+        crate::timing::store_call(operation.name(), took);
         let labels = [operation.name(), self.store];
         self.latency
             .with_label_values(&labels)
