@@ -81,6 +81,47 @@ pub fn note(what: &'static str, took: Duration) {
     with(|phases| phases.notes.push((what, took)));
 }
 
+/// A budget of log lines per second, shared by the process's workers: the first `per_second`
+/// of each second are admitted, the rest dropped.
+pub struct LinesPerSecond {
+    per_second: u32,
+    /// The second (since the first call) and the lines admitted in it, packed: second << 32 | n.
+    state: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl LinesPerSecond {
+    pub const fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            state: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether one more line may be written this second.
+    pub fn admit(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let second = self.epoch.get_or_init(Instant::now).elapsed().as_secs();
+        let mut current = self.state.load(Relaxed);
+        loop {
+            let (at, lines) = (current >> 32, current & u64::from(u32::MAX));
+            let next = match at == second {
+                true if lines >= u64::from(self.per_second) => return false,
+                true => current + 1,
+                false => (second << 32) | 1,
+            };
+            match self
+                .state
+                .compare_exchange_weak(current, next, Relaxed, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -124,6 +165,13 @@ impl fmt::Display for Phases {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_admitted_up_to_the_budget_of_the_second() {
+        let budget = LinesPerSecond::new(3);
+        let admitted = (0..10).filter(|_| budget.admit()).count();
+        assert_eq!(admitted, 3);
+    }
 
     #[tokio::test]
     async fn a_record_collects_what_the_request_did_and_nothing_outside_it() {
