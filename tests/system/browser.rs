@@ -385,14 +385,11 @@ async fn every_page_fits_a_phone_and_passes_axe_at_aaa() {
         Some("gzip"),
         "nginx compresses the HTML"
     );
-    let html = client
-        .get(format!("{url}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html_of = async |path: &str| {
+        let response = client.get(format!("{url}{path}")).send().await.unwrap();
+        response.text().await.unwrap()
+    };
+    let html = html_of("/").await;
     let link = |rel: &str| {
         regex::Regex::new(&format!(r#"<link rel="{rel}" href="([^"]+)""#))
             .unwrap()
@@ -420,14 +417,7 @@ async fn every_page_fits_a_phone_and_passes_axe_at_aaa() {
     let description =
         regex::Regex::new(r#"<meta name="description" content="[^"]{20,}">"#).unwrap();
     for path in ["/", "/products/1", "/cart", "/login", "/register"] {
-        let html = client
-            .get(format!("{url}{path}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = html_of(path).await;
         assert!(description.is_match(&html), "{path} describes itself");
     }
     let mut groups = cluster.process_groups();
