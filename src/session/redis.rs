@@ -111,6 +111,10 @@ pub struct RedisSettings {
     /// used where the URLs carry none, so that the URLs can stay in plain configuration and the
     /// password in a secret. Default: none, or what the URLs carry.
     pub password: Option<String>,
+    /// `REDIS_CA_FILE`: a PEM file of the certificate authorities a `rediss://` server's
+    /// certificate must chain to, in place of the system's trusted roots (a managed Redis with
+    /// its own CA, or a test's). Default: none, the system's roots.
+    pub ca_file: Option<String>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -122,6 +126,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("min_replicas_ack", &self.min_replicas_ack)
             .field("key_prefix", &self.key_prefix)
             .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -138,8 +143,21 @@ impl RedisSettings {
                 format!("'{}' is not a redis:// URL", redact_url(bad)),
             ));
         }
+        let url = env.text_or("REDIS_URL", "redis://127.0.0.1:6379");
+        let ca_file = env.text("REDIS_CA_FILE");
+        let tls = match cluster_nodes.first() {
+            Some(node) => node.starts_with("rediss://"),
+            None => url.starts_with("rediss://"),
+        };
+        if ca_file.is_some() && !tls {
+            return Err(invalid(
+                "REDIS_CA_FILE",
+                "is set, but the Redis URLs are not rediss:// (TLS)".to_owned(),
+            ));
+        }
         Ok(Self {
-            url: env.text_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            url,
+            ca_file,
             cluster_nodes,
             min_replicas_ack: env.number_in("REDIS_MIN_REPLICAS_ACK", 0_u32, 0..=5)?,
             key_prefix: super::settings::key_prefix(env),
@@ -229,6 +247,19 @@ fn set(full: &str, state: &str, condition: &str, ttl: &Duration) -> Cmd {
     cmd
 }
 
+/// The CA of `REDIS_CA_FILE` for a `rediss://` connection; none when the system's roots serve.
+fn tls_certificates(config: &RedisSettings) -> anyhow::Result<Option<redis::TlsCertificates>> {
+    let Some(file) = &config.ca_file else {
+        return Ok(None);
+    };
+    let pem =
+        std::fs::read(file).with_context(|| format!("could not read REDIS_CA_FILE {file}"))?;
+    Ok(Some(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
+}
+
 fn is_noscript(err: &redis::RedisError) -> bool {
     err.kind() == redis::ErrorKind::NoScriptError
 }
@@ -244,7 +275,11 @@ impl RedisStore {
             if info.redis.password.is_none() {
                 info.redis.password.clone_from(&config.password);
             }
-            let client = redis::Client::open(info).context("REDIS_URL is not a valid Redis URL")?;
+            let client = match tls_certificates(config)? {
+                Some(certificates) => redis::Client::build_with_tls(info, certificates),
+                None => redis::Client::open(info),
+            }
+            .context("REDIS_URL is not a valid Redis URL")?;
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(StdDuration::from_secs(1))
                 .set_response_timeout(StdDuration::from_secs(1))
@@ -261,6 +296,9 @@ impl RedisStore {
             let mut builder = ClusterClientBuilder::new(config.cluster_nodes.clone());
             if let Some(password) = &config.password {
                 builder = builder.password(password.clone());
+            }
+            if let Some(certificates) = tls_certificates(config)? {
+                builder = builder.certs(certificates);
             }
             let client = builder
                 .connection_timeout(StdDuration::from_secs(1))

@@ -110,3 +110,188 @@ async fn tls_termination_at_nginx_gives_hsts_and_host_only_cookies() {
     );
     assert!(!plain.headers().contains_key("set-cookie"));
 }
+
+/// A redis-server of this test's own, answering only TLS on loopback, with a certificate of a
+/// throwaway CA (for 127.0.0.1 and localhost); killed when dropped.
+struct TlsRedis {
+    _server: tokio::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let made = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(made.success(), "openssl {args:?}");
+}
+
+async fn tls_redis() -> TlsRedis {
+    let dir = tempfile::tempdir().unwrap();
+    let days = ["-days", "1"];
+    openssl(
+        &[
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes"],
+            &days[..],
+            &[
+                "-subj",
+                "/CN=shop test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+        ]
+        .concat(),
+        dir.path(),
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "redis.key",
+            "-out",
+            "redis.csr",
+        ],
+        dir.path(),
+    );
+    std::fs::write(
+        dir.path().join("san.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "redis.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                "san.cnf",
+                "-out",
+                "redis.crt",
+            ][..],
+            &days[..],
+        ]
+        .concat(),
+        dir.path(),
+    );
+    let port = free_ports::<1>().unwrap()[0];
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let server = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .args([
+            "--tls-cert-file",
+            &file("redis.crt"),
+            "--tls-key-file",
+            &file("redis.key"),
+        ])
+        .args(["--tls-ca-cert-file", &file("ca.crt")])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server starts");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return TlsRedis {
+                _server: server,
+                port,
+                dir,
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not listen for TLS on {port}");
+}
+
+/// `rediss://` to a Redis that speaks only TLS: with `REDIS_CA_FILE` naming the CA, the shop
+/// signs a shopper in and keeps the cart there; without it (the system's roots do not know a
+/// throwaway CA), or over plain `redis://`, the shop does not start, and says why.
+#[tokio::test]
+async fn sessions_live_in_a_redis_reached_over_tls_with_a_configured_ca() {
+    let redis = tls_redis().await;
+    let ca = redis.dir.path().join("ca.crt").display().to_string();
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let app = spawn_app_with(|s| {
+        s.insert("SESSION_BACKEND".into(), "redis".into());
+        s.insert("REDIS_URL".into(), url.clone());
+        s.insert("REDIS_CA_FILE".into(), ca.clone());
+    })
+    .await;
+    let email = crate::helpers::unique_email("tls");
+    app.register(&email).await.assert_redirects_to("/");
+    app.add_to_cart(3, "2").await.assert_redirects_to("/cart");
+    assert_eq!(app.signed_in_as().await, Some(email));
+    assert_eq!(app.cart().await, vec![(3, 2)]);
+    // The session is in the TLS-only server: redis-cli over TLS finds the shop's keys there.
+    let keys = std::process::Command::new("redis-cli")
+        .args([
+            "--tls",
+            "--cacert",
+            &ca,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &redis.port.to_string(),
+        ])
+        .arg("dbsize")
+        .output()
+        .expect("redis-cli runs");
+    let count: u64 = String::from_utf8_lossy(&keys.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        count >= 2,
+        "the session and its index are in the TLS server: {count}"
+    );
+
+    let (settings, _dir) = crate::helpers::test_settings().await;
+    for (what, url) in [
+        ("the system's roots", url.clone()),
+        (
+            "plain redis://",
+            format!("redis://127.0.0.1:{}", redis.port),
+        ),
+    ] {
+        let mut settings = settings.clone();
+        settings.insert("SESSION_BACKEND".into(), "redis".into());
+        settings.insert("REDIS_URL".into(), url);
+        let started = shop::startup::Application::build(crate::helpers::config_of(&settings)).await;
+        let Err(err) = started else {
+            panic!("the shop started against a TLS Redis with {what}");
+        };
+        assert!(
+            format!("{err:#}").contains("could not reach the redis session store"),
+            "{what}: {err:#}"
+        );
+    }
+}
