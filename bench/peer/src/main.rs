@@ -240,7 +240,20 @@ mod same {
         pub id: i64,
         pub name: &'static str,
         price_cents: i64,
+        /// Bounds the quantity box, as in the shop; one value for every product here (the
+        /// work, a clamp per line, is what the comparison needs).
+        pub stock: i64,
     }
+
+    /// Static files by their versioned address, as the shop's `Assets` names them: a map
+    /// lookup per address a page prints.
+    static ASSETS: std::sync::LazyLock<std::collections::HashMap<&'static str, String>> =
+        std::sync::LazyLock::new(|| {
+            ["/static/style.css", "/static/favicon.svg"]
+                .into_iter()
+                .map(|path| (path, format!("{path}?v=0123456789abcdef")))
+                .collect()
+        });
 
     impl Product {
         pub fn price(&self) -> Money {
@@ -255,6 +268,23 @@ mod same {
         /// The shop's "was $X, now $Y" when a line's price changed; the peer's lines remember
         /// no price, so never.
         pub was: Option<Money>,
+        /// The shop's refused change of a line; never here.
+        pub refused: Option<(String, String)>,
+    }
+
+    impl Row {
+        pub fn max_quantity(&self) -> u32 {
+            u32::try_from(self.product.stock.max(0))
+                .unwrap_or(u32::MAX)
+                .clamp(self.quantity, 99)
+        }
+
+        pub fn typed(&self) -> String {
+            match &self.refused {
+                Some((typed, _)) => typed.clone(),
+                None => self.quantity.to_string(),
+            }
+        }
     }
 
     pub struct Flash {
@@ -275,6 +305,12 @@ mod same {
         pub csrf_token: String,
         pub flash: Option<Flash>,
         pub inspector: bool,
+    }
+
+    impl Layout {
+        pub fn asset<'a>(&'a self, path: &'a str) -> &'a str {
+            ASSETS.get(path).map_or(path, String::as_str)
+        }
     }
 
     #[derive(Template)]
@@ -326,10 +362,12 @@ mod same {
                         id: line.product_id,
                         name,
                         price_cents,
+                        stock: 50,
                     },
                     quantity: line.quantity,
                     line_total: Money(price_cents * i64::from(line.quantity)),
                     was: None,
+                    refused: None,
                 })
             })
             .collect();
