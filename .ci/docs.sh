@@ -142,6 +142,10 @@ grep -q LAB_NGINX_DIR "$work/lab/error" || fail "the lab's error does not name L
 ok "a LAB_NGINX_DIR without the files stops the lab with an error naming it"
 
 echo "== the benchmark, each command in a smoke run (one short run; reports in a scratch folder)"
+# PATH without cargo: --help must answer before anything is installed or built.
+PATH=/usr/bin:/bin bash bench/run --help >"$work/bench-help"
+grep -q "usage: bash bench/run" "$work/bench-help" || fail "bench/run --help printed no usage"
+ok "\`bash bench/run --help\` answers with the usage before installing or building anything"
 results=$work/bench
 short=(--runs 1 --seconds 1 --sessions 64 --rss-sessions 1000 --store-sessions 2000 --results "$results")
 bench_wrote() { # file: the smoke run wrote it, with figures in it

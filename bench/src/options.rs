@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// What `--help` prints (and `bench/run --help`, before it installs or builds anything).
+const USAGE: &str = include_str!("../usage.txt");
+
 pub(crate) struct Options {
     pub(crate) seconds: u32,
     pub(crate) sessions: usize,
@@ -62,6 +65,10 @@ pub(crate) fn options() -> anyhow::Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            print!("{USAGE}");
+            std::process::exit(0);
+        }
         if flag == "--flames" {
             options.flames = true;
             continue;
@@ -80,7 +87,7 @@ pub(crate) fn options() -> anyhow::Result<Options> {
         }
         let value = args
             .next()
-            .with_context(|| format!("{flag} needs a value"))?;
+            .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
         match flag.as_str() {
             "--seconds" => options.seconds = value.parse()?,
             "--sessions" => options.sessions = value.parse()?,
@@ -105,7 +112,7 @@ pub(crate) fn options() -> anyhow::Result<Options> {
                     .map(Subject::parse)
                     .collect::<Result<_, _>>()?;
             }
-            other => bail!("unknown argument {other}"),
+            other => bail!("unknown argument {other}\n\n{USAGE}"),
         }
     }
     if !(1..=60).contains(&options.seconds)
