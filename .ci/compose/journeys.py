@@ -33,7 +33,7 @@ BASE = "http://127.0.0.1:8080"
 PASSWORD = "compose-journey-1"
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 CART_LINE = re.compile(
-    r'id="qty-(\d+)" name="quantity" type="number" min="0" max="99" value="(\d+)"'
+    r'id="qty-(\d+)" name="quantity" type="number"(?: inputmode="numeric")? min="0" max="\d+" value="(\d+)"'
 )
 USER = re.compile(r'<span class="user">([^<]+)</span>')
 
