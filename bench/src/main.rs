@@ -3,18 +3,19 @@
 //! the median and the spread, with the CPU use of every party; the read and write paths again at
 //! half that rate, open loop (`steady.rs`); then 2 workers, unpinned; then what 100,000
 //! signed-in sessions cost the store (`store_memory.rs`). Prints a table per store and writes
-//! `bench/results/latest.md` and `latest.svg`; with `--flames`, a flame graph of the shop per
-//! store and path in `bench/results/`.
+//! `latest.md` and `latest.svg` into the run's folder (`bench/results/runs/<UTC time>` unless
+//! `--results` names another; the servers' logs go there too, as `servers.log`); with
+//! `--flames`, a flame graph of the shop per store and path beside them.
 //!
 //! Usage (from the repository root; `bash bench/run` builds and starts everything first):
 //!   target/release/bench [--seconds 5] [--sessions 1000] [--rss-sessions 100000]
 //!                        [--stores redis,postgres] [--runs 3] [--flames] [--peer]
 //!                        [--paths anonymous,read,many-sessions,write,login]
-//!                        [--store-sessions 100000] [--results bench/results]
+//!                        [--store-sessions 100000] [--results DIR]
 //!   target/release/bench --instructions [--stores redis,postgres] [--peer]
 //!     (the shop's instructions per request under callgrind instead: see `instructions.rs`)
 //!   target/release/bench --store-memory [--stores …] [--store-sessions 100000]
-//!     (only what sessions cost each store: `bench/results/store-memory.md`)
+//!     (only what sessions cost each store: `store-memory.md`)
 
 mod cpu;
 mod instructions;
@@ -110,6 +111,12 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&options.results)
         .with_context(|| format!("could not create {}", options.results.display()))?;
+    let log = options.results.join("servers.log");
+    println!(
+        "Results and the servers' logs go to {} (servers.log).",
+        options.results.display()
+    );
+    let _ = servers::SERVER_LOG.set(log);
     let work = tempfile::tempdir()?;
     let servers = Started::start(&options, work.path()).await?;
     if options.instructions {

@@ -24,8 +24,9 @@ pub(crate) struct Options {
     pub(crate) store_sessions: u64,
     /// Measure only that (`--store-memory`), no wrk runs.
     pub(crate) store_memory: bool,
-    /// Where the reports and flame graphs go (`--results`, `bench/results` by default: the
-    /// tracked results; CI's smoke runs write elsewhere).
+    /// Where the reports, flame graphs and the shop's log go (`--results`; by default a folder
+    /// of the run's own, `bench/results/runs/<UTC time>`, untracked: the tracked reports in
+    /// `bench/results` change only when `--results bench/results` asks).
     pub(crate) results: PathBuf,
 }
 
@@ -61,7 +62,11 @@ pub(crate) fn options() -> anyhow::Result<Options> {
         peer: false,
         store_sessions: 100_000,
         store_memory: false,
-        results: PathBuf::from("bench/results"),
+        results: PathBuf::from("bench/results/runs").join(utc_stamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs()),
+        )),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -129,4 +134,43 @@ pub(crate) fn options_line(options: &Options) -> String {
         "{} s a run, {} valid runs per path",
         options.seconds, options.runs
     )
+}
+
+/// A UTC time as a folder name: `2026-12-07T05-01-02Z`.
+fn utc_stamp(unix_seconds: u64) -> String {
+    let days = i64::try_from(unix_seconds / 86_400).unwrap_or(0);
+    let rest = unix_seconds % 86_400;
+    // Days to a civil date (Howard Hinnant's algorithm), for dates after 1970.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_stamp;
+
+    #[test]
+    fn a_run_folder_is_named_by_its_utc_time() {
+        assert_eq!(utc_stamp(0), "1970-01-01T00-00-00Z");
+        assert_eq!(utc_stamp(951_782_400), "2000-02-29T00-00-00Z");
+        assert_eq!(utc_stamp(1_796_619_662), "2026-12-07T05-01-02Z");
+    }
 }

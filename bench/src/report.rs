@@ -105,6 +105,15 @@ impl Row {
         (high - low) / 2.0 / self.rps() * 100.0
     }
 
+    /// Requests per second as the report prints them: the median, and ± half the range when
+    /// two or more runs were valid (one run has no spread to give: "±0.0%" read as certainty).
+    pub fn rps_text(&self) -> String {
+        match self.valid_count() {
+            0 | 1 => format!("{:.0}", self.rps()),
+            _ => format!("{:.0} ±{:.1}%", self.rps(), self.spread_percent()),
+        }
+    }
+
     pub fn p50_ms(&self) -> f64 {
         self.median_of(|s| s.wrk.p50_ms)
     }
@@ -237,10 +246,9 @@ fn targets(store: Backend) -> (f64, f64) {
 
 pub fn print_row(row: &Row) {
     println!(
-        "   {:<26} {:>8.0} req/s ±{:.1}%  p50 {:>6.2} ms  p99 {:>6.2} ms  store calls/req {:.2}  writes/req {:.2}  errors {}  runs {}  CPU {}",
+        "   {:<26} {:>14} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  store calls/req {:.2}  writes/req {:.2}  errors {}  runs {}  CPU {}",
         row.path.label(),
-        row.rps(),
-        row.spread_percent(),
+        row.rps_text(),
         row.p50_ms(),
         row.p99_ms(),
         row.calls_per_request(),
@@ -274,8 +282,8 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
          when wrk used 90% or more of its core (the load, not the shop, was the limit). CPU: cores \
          used by the shop, the store's server processes and wrk, and how busy each core was. \
          Ceiling: a bare actix-web server serving the same cart page with no session and no \
-         database: **{ceiling:.0} req/s** ±{:.1}%, p99 {:.2} ms{}.\n",
-        ceilings.one.spread_percent(),
+         database: **{} req/s**, p99 {:.2} ms{}.\n",
+        ceilings.one.rps_text(),
         ceilings.one.p99_ms(),
         if ceilings.one.median_of(|s| s.wrk.wrk_cpu) >= 0.9 {
             " (wrk used its whole core on it: the true ceiling may be higher, and every ratio \
@@ -293,10 +301,9 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         for row in &run.rows {
             let _ = writeln!(
                 out,
-                "| {} | {:.0} ±{:.1}% | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
                 row.path.label(),
-                row.rps(),
-                row.spread_percent(),
+                row.rps_text(),
                 row.rps() / ceiling,
                 row.p50_ms(),
                 row.p99_ms(),
@@ -345,10 +352,9 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
                 return "| | | |".to_owned();
             };
             format!(
-                "| {:.0} | {:.0} ±{:.1}% | {:.2} ",
+                "| {:.0} | {} | {:.2} ",
                 one.rps(),
-                two.rps(),
-                two.spread_percent(),
+                two.rps_text(),
                 two.rps() / one.rps()
             )
         };
@@ -546,14 +552,12 @@ fn peer_section(out: &mut String, runs: &[StoreRun]) {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {:.0} ±{:.1}% | {:.0} ±{:.1}% | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
                 run.name,
                 path.label(),
                 mode.label(),
-                shop.rps(),
-                shop.spread_percent(),
-                peer.rps(),
-                peer.spread_percent(),
+                shop.rps_text(),
+                peer.rps_text(),
                 shop.rps() / peer.rps(),
                 shop.p99_ms(),
                 peer.p99_ms(),
@@ -603,4 +607,37 @@ pub fn svg(runs: &[StoreRun], ceilings: &Ceilings) -> String {
         }
     }
     chart.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(rps: f64) -> Sample {
+        Sample {
+            wrk: WrkResult {
+                rps,
+                ..Default::default()
+            },
+            cpu: Use::default(),
+            calls: 0,
+            writes: 0,
+            bytes: 0,
+            invalid: None,
+        }
+    }
+
+    #[test]
+    fn one_run_gives_no_spread_and_several_give_half_their_range() {
+        let one = Row {
+            path: Path::Read,
+            samples: vec![sample(1000.0)],
+        };
+        assert_eq!(one.rps_text(), "1000");
+        let three = Row {
+            path: Path::Read,
+            samples: vec![sample(900.0), sample(1000.0), sample(1100.0)],
+        };
+        assert_eq!(three.rps_text(), "1000 ±10.0%");
+    }
 }

@@ -18,6 +18,9 @@ pub(crate) fn store_processes(store: Backend) -> &'static [&'static str] {
     }
 }
 
+/// Where the servers the benchmark starts write their logs: `servers.log` in the run's folder.
+pub(crate) static SERVER_LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Starts `program` on `port` with `env`, run by `wrapper` when it has one (taskset,
 /// valgrind), killed when dropped; waits up to `patience` for it to answer `/healthz`.
 pub(crate) async fn launch(
@@ -45,6 +48,15 @@ pub(crate) async fn launch(
             .env("RUST_LOG", "error,shop::slow=warn");
     } else {
         command.env("RUST_LOG", "error");
+    }
+    // The servers' own logs go to the run's folder, not into the report's output.
+    if let Some(log) = SERVER_LOG.get() {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("could not open {}", log.display()))?;
+        command.stderr(file);
     }
     let child = command
         .args(args)
