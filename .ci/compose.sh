@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The stack as users start it: `docker compose` itself, with the README's commands word for word,
+# The stack as users start it: `docker compose` itself, with docs/deploy.md's commands word for word,
 # and the shopper's journeys through its published port on 127.0.0.1 (.ci/compose/journeys.py):
 # each store, scaling, a killed replica, a rolling replacement of every replica under shoppers,
 # a killed Redis master, Prometheus. Installs the engine
@@ -80,7 +80,7 @@ for store in redis postgres memcached; do
   if [ "$store" = redis ]; then
     docker compose up -d --build --wait
     echo "compose: build and up in $(($(date +%s) - up_started)) s; image $(docker image inspect shop:latest --format '{{.Size}}' | awk '{printf "%.0f MB", $1 / 1e6}')"
-    echo "== the image for Kubernetes, as the README builds it (compose's layers, cached)"
+    echo "== the image for Kubernetes, as docs/deploy.md builds it (compose's layers, cached)"
     tag_started=$(date +%s)
     docker compose build shop && docker tag shop:latest shop:redis
     [ "$(docker image inspect shop:redis --format '{{.Id}}')" = "$(docker image inspect shop:latest --format '{{.Id}}')" ]

