@@ -18,6 +18,7 @@
 //!     (only what sessions cost each store: `store-memory.md`)
 
 mod cpu;
+mod durability;
 mod instructions;
 mod load;
 mod measure;
@@ -59,13 +60,19 @@ const SERVER_CORE: &str = "0";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Subject {
     Store(Backend),
-    RedisCluster { wait: bool },
+    RedisCluster {
+        wait: bool,
+    },
+    /// The same store with the other durability a team weighs: Redis with an append-only file
+    /// fsynced every second (a server of the run's own), PostgreSQL with
+    /// `synchronous_commit=off` (the shop's sessions only).
+    OtherDurability(Backend),
 }
 
 impl Subject {
     fn backend(self) -> Backend {
         match self {
-            Subject::Store(backend) => backend,
+            Subject::Store(backend) | Subject::OtherDurability(backend) => backend,
             Subject::RedisCluster { .. } => Backend::Redis,
         }
     }
@@ -75,6 +82,8 @@ impl Subject {
             Subject::Store(backend) => backend.name().to_owned(),
             Subject::RedisCluster { wait: false } => "redis-cluster".to_owned(),
             Subject::RedisCluster { wait: true } => "redis-cluster-wait".to_owned(),
+            Subject::OtherDurability(Backend::Redis) => "redis-aof".to_owned(),
+            Subject::OtherDurability(backend) => format!("{}-async-commit", backend.name()),
         }
     }
 
@@ -82,6 +91,8 @@ impl Subject {
         Ok(match name {
             "redis-cluster" => Subject::RedisCluster { wait: false },
             "redis-cluster-wait" => Subject::RedisCluster { wait: true },
+            "redis-aof" => Subject::OtherDurability(Backend::Redis),
+            "postgres-async-commit" => Subject::OtherDurability(Backend::Postgres),
             other => Subject::Store(Backend::parse(other).map_err(anyhow::Error::msg)?),
         })
     }
@@ -95,6 +106,12 @@ impl Subject {
             }
             Subject::RedisCluster { wait: true } => {
                 "redis-cluster-wait (3 masters, 3 replicas; REDIS_MIN_REPLICAS_ACK=1)".to_owned()
+            }
+            Subject::OtherDurability(Backend::Redis) => {
+                "redis-aof (append-only file, fsync every second)".to_owned()
+            }
+            Subject::OtherDurability(backend) => {
+                format!("{}-async-commit (synchronous_commit=off)", backend.name())
             }
         }
     }

@@ -54,6 +54,13 @@ pub(crate) fn options() -> anyhow::Result<Options> {
                 .into_iter()
                 .flatten(),
         )
+        // Each durable store beside its other durability: what the guarantee costs.
+        .chain(
+            [Backend::Redis, Backend::Postgres]
+                .into_iter()
+                .filter(|b| b.is_compiled())
+                .map(Subject::OtherDurability),
+        )
         .collect(),
         runs: 3,
         flames: false,

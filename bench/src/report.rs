@@ -190,6 +190,8 @@ pub struct StoreRun {
     pub store: Backend,
     /// The store as the report names it: `redis`, or `redis-cluster` with its settings.
     pub name: String,
+    /// Its durability as the run found it configured, and what a crash loses with it.
+    pub durability: String,
     pub rows: Vec<Row>,
     /// Read and write again with 2 workers on both cores, wrk unpinned.
     pub scaled: Vec<Row>,
@@ -294,6 +296,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
     );
     for run in runs {
         let _ = writeln!(out, "## {}\n", run.name);
+        let _ = writeln!(out, "Durability as configured: {}.\n", run.durability);
         out.push_str(
             "| path | req/s | × ceiling | p50 ms | p99 ms | store calls/req | store writes/req | bytes written/req | errors | runs | CPU (cores) |\n\
              | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",

@@ -161,6 +161,9 @@ pub(crate) struct Started {
     /// earlier run had filled with 100,000+ small sessions, one page was left for carts of
     /// another size, live carts were evicted mid-run and the write path answered with errors.
     pub(crate) memcached: Option<(String, Child)>,
+    /// A Redis of this run's own with an append-only file fsynced every second, for
+    /// `redis-aof`: the machine's Redis keeps nothing on disk.
+    pub(crate) redis_aof: Option<(String, Child)>,
 }
 
 impl Started {
@@ -184,11 +187,53 @@ impl Started {
         } else {
             None
         };
+        let redis_aof = if options
+            .stores
+            .contains(&Subject::OtherDurability(Backend::Redis))
+        {
+            Some(start_redis_aof(work).await?)
+        } else {
+            None
+        };
         Ok(Self {
             redis_cluster,
             memcached,
+            redis_aof,
         })
     }
+}
+
+/// A fresh Redis on a free loopback port that persists as compose runs it: an append-only file,
+/// `appendfsync everysec`, no snapshots.
+async fn start_redis_aof(work: &Path) -> anyhow::Result<(String, Child)> {
+    let port = free_port()?;
+    let dir = work.join("redis-aof");
+    std::fs::create_dir_all(&dir)?;
+    println!("== starting a Redis with an append-only file (fsync every second) on {port}");
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start redis-server")?;
+    let address = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&address).await.is_ok() {
+            return Ok((format!("redis://{address}"), child));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("redis-server did not listen on {address}")
 }
 
 /// A fresh memcached on a free loopback port, with room for every session a run makes.

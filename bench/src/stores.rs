@@ -67,6 +67,22 @@ pub(crate) fn subject_env(
     {
         env.insert("MEMCACHED_SERVERS".to_owned(), address.clone());
     }
+    match subject {
+        Subject::OtherDurability(Backend::Redis) => {
+            let (url, _) = started
+                .redis_aof
+                .as_ref()
+                .context("the append-only Redis was not started")?;
+            env.insert("REDIS_URL".to_owned(), url.clone());
+        }
+        Subject::OtherDurability(Backend::Postgres) => {
+            let url = env
+                .get_mut("SESSION_DATABASE_URL")
+                .context("the PostgreSQL session database")?;
+            url.push_str("&options=-c%20synchronous_commit%3Doff");
+        }
+        _ => {}
+    }
     if let Subject::RedisCluster { wait } = subject {
         let cluster = started
             .redis_cluster
@@ -92,6 +108,7 @@ pub(crate) async fn bench_store(
     let name = subject.name();
     let mut env = shop_env(store, work).await?;
     subject_env(subject, started, &mut env)?;
+    let durability = durability::as_configured(store, &env).await;
     let server = Server::start(shop, &[], &env, free_port()?, true).await?;
     let url = server.url.clone();
     println!(
@@ -321,6 +338,7 @@ pub(crate) async fn bench_store(
         StoreRun {
             store,
             name: subject.title(),
+            durability,
             rows,
             scaled,
             peer,
