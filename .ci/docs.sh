@@ -155,6 +155,9 @@ bench_wrote() { # file: the smoke run wrote it, with figures in it
 }
 bash bench/run --stores sqlite --paths read "${short[@]}"
 bench_wrote latest.md
+bash bench/run --quick --stores sqlite --paths read --rss-sessions 1000 --store-sessions 1000 --results "$results"
+grep -q "| 1 | shop " "$results/latest.md" || fail "--quick did not make one run a path"
+bench_wrote latest.md
 bash bench/run --stores redis,sqlite --paths write "${short[@]}"
 bench_wrote latest.md
 bash bench/run --flames --stores sqlite --paths read "${short[@]}"

@@ -193,14 +193,22 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut runs = Vec::new();
     let mut page = String::new();
-    for store in &options.stores {
+    let all_started = std::time::Instant::now();
+    for (done, store) in options.stores.iter().enumerate() {
         let started = std::time::Instant::now();
         let (run, cart_page) = bench_store(*store, &options, &shop, work.path(), &servers).await?;
         report::print_store(&run);
+        // The stores so far predict the rest (the ceilings after them take about as long as
+        // one store's read and write).
+        let measured = done + 1;
+        let per_store = all_started.elapsed().as_secs_f64() / measured as f64;
+        let left = options.stores.len() - measured;
         println!(
-            "   ({} measured in {:.0} s)",
+            "   ({} measured in {:.0} s; {measured} of {} done, about {:.0} min left)",
             store.name(),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            options.stores.len(),
+            (per_store * left as f64 + per_store / 2.0) / 60.0
         );
         page = cart_page;
         runs.push(run);

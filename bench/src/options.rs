@@ -97,6 +97,15 @@ pub(crate) fn options() -> anyhow::Result<Options> {
             options.store_memory = true;
             continue;
         }
+        if flag == "--quick" {
+            // A first look in a few minutes: one run of each path, fewer sessions. Figures
+            // from one run carry no spread; the flags after --quick still apply.
+            options.runs = 1;
+            options.seconds = 3;
+            options.rss_sessions = 10_000;
+            options.store_sessions = 10_000;
+            continue;
+        }
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
