@@ -231,6 +231,80 @@ impl StoreRun {
     }
 }
 
+/// What a team choosing a store needs from this one run, one row per store measured: its
+/// throughput, its tail at half load, what it costs in CPU and memory, and what it keeps. The
+/// durability is the one the run read from the store; the rest of a row's last columns is what
+/// the store and this shop's client of it offer.
+fn decision_table(runs: &[StoreRun]) -> String {
+    let mut out = String::from(
+        "## Choosing a store: this run in one table\n\n\
+         | store | read req/s | write req/s | write p99 at half load | CPU-s per million (read / write, shop + store) | MiB per 100,000 sessions | a crash loses | high availability | TLS, authentication |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n",
+    );
+    let per_million = |row: Option<&Row>| {
+        row.map_or("–".to_owned(), |row| {
+            format!(
+                "{:.0}",
+                row.median_of(|s| (s.cpu.server + s.cpu.store) / s.wrk.rps * 1e6)
+            )
+        })
+    };
+    for run in runs {
+        let rps = |path| run.row(path).map_or("–".to_owned(), Row::rps_text);
+        let tail = run
+            .steady
+            .iter()
+            .find(|(path, _)| *path == Path::Write)
+            .map_or("–".to_owned(), |(_, steady)| {
+                format!("{:.1} ms at {:.0} req/s", steady.p99_ms, steady.rate)
+            });
+        let memory = run.store_memory.as_ref().map_or("–".to_owned(), |m| {
+            format!("{:.0}", m.bytes_per_session() * 100_000.0 / 1_048_576.0)
+        });
+        let loses = run
+            .durability
+            .split_once("a crash loses ")
+            .map_or(run.durability.as_str(), |(_, loses)| loses);
+        let (available, secured) = offers(run.store);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {tail} | {} / {} | {memory} | {loses} | {available} | {secured} |",
+            run.name,
+            rps(Path::Read),
+            rps(Path::Write),
+            per_million(run.row(Path::Read)),
+            per_million(run.row(Path::Write)),
+        );
+    }
+    out.push_str(
+        "\nA store outage is the same on every network store: pages answer 503 \"Back in a \
+         moment\" with `Retry-After`, nothing acknowledged is lost, and the shop recovers \
+         without a restart. Throughput is one shop worker pinned to one core; the tail is open \
+         loop at half the store's own saturated rate.\n\n",
+    );
+    out
+}
+
+/// What a store offers for availability, and for encryption and authentication, with this
+/// shop's client of it.
+fn offers(store: Backend) -> (&'static str, &'static str) {
+    match store {
+        Backend::Redis => (
+            "Redis Cluster (`REDIS_CLUSTER_NODES`), writes optionally waiting for a replica",
+            "TLS (`rediss://`), password",
+        ),
+        Backend::Postgres => (
+            "a replicated PostgreSQL with failover, outside the shop",
+            "TLS (`sslmode`), password",
+        ),
+        Backend::Memcached => (
+            "none: keys spread over servers, a lost server signs out its sessions",
+            "neither: a private network only",
+        ),
+        _ => ("none: one host's file", "not applicable: a local file"),
+    }
+}
+
 /// The ceiling with 1 worker pinned, and with 2 workers unpinned.
 pub struct Ceilings {
     pub one: Row,
@@ -294,6 +368,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
             ""
         }
     );
+    out.push_str(&decision_table(runs));
     for run in runs {
         let _ = writeln!(out, "## {}\n", run.name);
         let _ = writeln!(out, "Durability as configured: {}.\n", run.durability);
