@@ -10,14 +10,12 @@ pub(crate) async fn as_configured(store: Backend, env: &HashMap<String, String>)
     let read = match store {
         Backend::Redis => redis(env).await,
         Backend::Postgres => postgres(env).await,
-        Backend::Memcached => Ok(
-            "memory only (Memcached has no persistence): a restart loses \
-                                  every session"
-                .to_owned(),
-        ),
+        Backend::Memcached => Ok("memory only, Memcached has no persistence: a crash loses \
+                                  every session, and so does a restart"
+            .to_owned()),
         _ => Ok(
-            "a file in WAL mode, `synchronous=NORMAL`: a crash of the shop or the store loses \
-                 nothing acknowledged; a power loss can lose the last commits"
+            "a file in WAL mode, `synchronous=NORMAL`: a crash loses nothing \
+                 acknowledged (a power loss, the last commits)"
                 .to_owned(),
         ),
     };
