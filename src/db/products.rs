@@ -27,6 +27,13 @@ impl Product {
         ProductId::from_db(self.id)
     }
 
+    /// The most of it one cart line may hold: the stock, and at most the per-line limit.
+    pub fn line_limit(&self) -> u32 {
+        u32::try_from(self.stock.max(0))
+            .unwrap_or(u32::MAX)
+            .min(crate::domain::MAX_PER_LINE)
+    }
+
     pub fn in_stock(&self) -> bool {
         self.stock > 0
     }

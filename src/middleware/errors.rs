@@ -150,6 +150,7 @@ struct ShoppersHeader(Layout);
 /// the shopper's header (their name, their cart's count, a working logout form) for
 /// `finish_response` to draw the page with. Their pending message, if the failed handler took it
 /// for a page it did not show, is put back for the next page.
+/// Its start and end are also where a slow request's record (`crate::timing`) marks the handler.
 pub async fn keep_shoppers_header(
     req: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::catalog::ProductPage;
 use super::{CheckedForm, Layout, NoFields, render_with_status, see_other};
 use crate::db::products::Product;
-use crate::domain::{Cart, MAX_PER_LINE, Money, ProductId, Quantity};
+use crate::domain::{Cart, Money, ProductId, Quantity};
 use crate::error::ShopError;
 use crate::session::{Flash, FlashKind, ModifyError, cart_in, put_cart_and_flash};
 use crate::shop_session::ShopSession;
@@ -28,9 +28,7 @@ pub struct CartRow {
 impl CartRow {
     /// The most the quantity box takes: the stock and the per-line limit.
     pub fn max_quantity(&self) -> u32 {
-        u32::try_from(self.product.stock.max(0))
-            .unwrap_or(u32::MAX)
-            .clamp(self.quantity, MAX_PER_LINE)
+        self.product.line_limit().max(self.quantity)
     }
 
     /// What the quantity box holds: the line's quantity, or what was typed and refused.

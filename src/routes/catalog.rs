@@ -16,7 +16,7 @@ use askama::Template;
 use super::layout::FormToken;
 use super::{Layout, render_with_status};
 use crate::db::products::Product;
-use crate::domain::{MAX_PER_LINE, ProductId};
+use crate::domain::ProductId;
 use crate::error::ShopError;
 use crate::shop_session::ShopSession;
 use crate::state::AppState;
@@ -48,12 +48,9 @@ pub struct ProductPage {
 impl ProductPage {
     /// The product page for this shopper's cart.
     pub fn new(layout: Layout, product: Product, in_cart: u32) -> Self {
-        let limit = u32::try_from(product.stock.max(0))
-            .unwrap_or(u32::MAX)
-            .min(MAX_PER_LINE);
         Self {
             layout,
-            addable: limit.saturating_sub(in_cart),
+            addable: product.line_limit().saturating_sub(in_cart),
             in_cart,
             product,
             typed: "1".to_owned(),
