@@ -223,6 +223,15 @@ async fn main() -> anyhow::Result<()> {
     println!("\n{markdown}");
     write_result(&options, "latest.md", &markdown)?;
     write_result(&options, "latest.svg", &report::svg(&runs, &ceilings))?;
+    let failures: Vec<String> = runs.iter().flat_map(StoreRun::failures).collect();
+    if !failures.is_empty() {
+        bail!(
+            "the run saw {} failure(s) of the shop (the servers' log in {} says why):\n  {}",
+            failures.len(),
+            options.results.display(),
+            failures.join("\n  ")
+        );
+    }
     Ok(())
 }
 

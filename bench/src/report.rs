@@ -222,6 +222,56 @@ impl StoreRun {
         self.scaled.iter().find(|r| r.path == path)
     }
 
+    /// Every failure of the shop this run saw, named: error responses and socket errors in
+    /// any run (saturated, with 2 workers, or open loop), and acknowledged adds missing from
+    /// the carts. A request that fails under load is a bug, so any of these fails the run.
+    pub fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        let failed = |row: &Row, how: &str, failures: &mut Vec<String>| {
+            let (status, socket) = row.samples.iter().fold((0, 0), |(s, e), sample| {
+                (s + sample.wrk.non_success, e + sample.wrk.socket_errors)
+            });
+            if status + socket > 0 {
+                failures.push(format!(
+                    "{}, {}{how}: {status} error responses and {socket} socket errors",
+                    self.name,
+                    row.path.label()
+                ));
+            }
+        };
+        for row in &self.rows {
+            failed(row, "", &mut failures);
+        }
+        for row in &self.scaled {
+            failed(row, " (2 workers)", &mut failures);
+        }
+        for (path, steady) in &self.steady {
+            if steady.failed > 0 {
+                failures.push(format!(
+                    "{}, {} at half load ({:.0} req/s, open loop): {} of {} failed ({})",
+                    self.name,
+                    path.label(),
+                    steady.rate,
+                    steady.failed,
+                    steady.sent,
+                    steady
+                        .failures
+                        .iter()
+                        .map(|(why, count)| format!("{why}: {count}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        if self.acknowledged_adds != self.items_in_carts {
+            failures.push(format!(
+                "{}: {} adds acknowledged, {} items in the carts",
+                self.name, self.acknowledged_adds, self.items_in_carts
+            ));
+        }
+        failures
+    }
+
     fn peer(&self, mode: crate::peers::PeerMode, path: Path) -> Option<&Row> {
         self.peer
             .iter()
@@ -368,6 +418,18 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
             ""
         }
     );
+    let failures: Vec<String> = runs.iter().flat_map(StoreRun::failures).collect();
+    if !failures.is_empty() {
+        let _ = writeln!(
+            out,
+            "## This run failed\n\nA request that fails under load is a bug; the figures below \
+             are not a result until these are explained and gone:\n"
+        );
+        for failure in &failures {
+            let _ = writeln!(out, "- {failure}");
+        }
+        out.push('\n');
+    }
     out.push_str(&decision_table(runs));
     for run in runs {
         let _ = writeln!(out, "## {}\n", run.name);
@@ -717,5 +779,68 @@ mod tests {
             samples: vec![sample(900.0), sample(1000.0), sample(1100.0)],
         };
         assert_eq!(three.rps_text(), "1000 ±10.0%");
+    }
+
+    fn store_run(rows: Vec<Row>, steady: Vec<(Path, crate::steady::Steady)>) -> StoreRun {
+        StoreRun {
+            store: Backend::Redis,
+            name: "redis".to_owned(),
+            durability: String::new(),
+            rows,
+            scaled: Vec::new(),
+            peer: Vec::new(),
+            steady,
+            store_memory: None,
+            bytes_per_session: 0,
+            acknowledged_adds: 10,
+            items_in_carts: 10,
+            warmup_sessions: 0,
+            rss_small_kib: 0,
+            rss_large_kib: 0,
+            sessions_created: 0,
+            peak_rss_kib: 0,
+        }
+    }
+
+    #[test]
+    fn a_run_fails_on_any_failed_request_and_names_it() {
+        let clean = store_run(
+            vec![Row {
+                path: Path::Write,
+                samples: vec![sample(1000.0)],
+            }],
+            vec![(Path::Write, crate::steady::Steady::default())],
+        );
+        assert!(clean.failures().is_empty());
+
+        let mut erred = sample(1000.0);
+        erred.wrk.non_success = 3;
+        erred.wrk.socket_errors = 1;
+        let mut dirty = store_run(
+            vec![Row {
+                path: Path::Write,
+                samples: vec![sample(1000.0), erred],
+            }],
+            vec![(
+                Path::Read,
+                crate::steady::Steady {
+                    rate: 500.0,
+                    sent: 2500,
+                    failed: 2,
+                    failures: vec![("answered 503".to_owned(), 2)],
+                    ..Default::default()
+                },
+            )],
+        );
+        dirty.items_in_carts = 9;
+        assert_eq!(
+            dirty.failures(),
+            [
+                "redis, write: POST /cart/items: 3 error responses and 1 socket errors",
+                "redis, read: GET /cart at half load (500 req/s, open loop): 2 of 2500 failed \
+                 (answered 503: 2)",
+                "redis: 10 adds acknowledged, 9 items in the carts",
+            ]
+        );
     }
 }

@@ -35,6 +35,8 @@ pub struct Steady {
     pub rate: f64,
     pub sent: u64,
     pub failed: u64,
+    /// Why they failed: each reason ("answered 503", "timed out after 10 s") and how often.
+    pub failures: Vec<(String, u64)>,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
@@ -109,7 +111,14 @@ async fn generate(
     drop(warm);
     let total = (rate * f64::from(seconds)) as u64;
     let timed = send_all(&pool, &requests, ok, rate, total).await?;
-    let failed = timed.iter().filter(|t| !t.ok).count() as u64;
+    let failed = timed.iter().filter(|t| t.failure.is_some()).count() as u64;
+    let mut failures: Vec<(String, u64)> = Vec::new();
+    for why in timed.iter().filter_map(|t| t.failure.as_ref()) {
+        match failures.iter_mut().find(|(reason, _)| reason == why) {
+            Some((_, count)) => *count += 1,
+            None => failures.push((why.clone(), 1)),
+        }
+    }
     let mut latencies: Vec<u64> = timed.iter().map(|t| t.micros).collect();
     let mut late: Vec<u64> = timed.iter().map(|t| t.late_micros).collect();
     latencies.sort_unstable();
@@ -118,6 +127,7 @@ async fn generate(
         rate,
         sent: total,
         failed,
+        failures,
         p50_ms: percentile(&latencies, 50.0),
         p99_ms: percentile(&latencies, 99.0),
         p999_ms: percentile(&latencies, 99.9),
@@ -128,7 +138,8 @@ async fn generate(
 struct Timed {
     micros: u64,
     late_micros: u64,
-    ok: bool,
+    /// Why it failed, if it did.
+    failure: Option<String>,
 }
 
 /// A request as it goes on the wire.
@@ -180,9 +191,21 @@ impl Pool {
     }
 }
 
-/// Sends one request and reads its answer to the end: whether it had status `ok`. A connection
-/// that answered in full goes back to the pool.
-async fn exchange(pool: &Pool, request: &[u8], ok: u16) -> std::io::Result<bool> {
+/// Sends one request and reads its answer to the end: `None` when it had status `ok`, else what
+/// went wrong. A connection that answered in full goes back to the pool.
+async fn exchange(pool: &Pool, request: &[u8], ok: u16) -> Option<String> {
+    match answer(pool, request).await {
+        Ok(status) if status == Some(ok) => None,
+        Ok(Some(status)) => Some(format!("answered {status}")),
+        Ok(None) => Some("no status line".to_owned()),
+        Err(error) => Some(error.to_string()),
+    }
+}
+
+/// One request's answer: its status. The connection closing early, or an answer without a
+/// length, is an error.
+async fn answer(pool: &Pool, request: &[u8]) -> std::io::Result<Option<u16>> {
+    let closed = || std::io::Error::other("the shop closed the connection mid-answer");
     let mut stream = pool.take().await?;
     stream.write_all(request).await?;
     let mut answer = Vec::with_capacity(8192);
@@ -190,7 +213,7 @@ async fn exchange(pool: &Pool, request: &[u8], ok: u16) -> std::io::Result<bool>
     let (head_end, length) = loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(false);
+            return Err(closed());
         }
         answer.extend_from_slice(&chunk[..n]);
         if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -200,8 +223,8 @@ async fn exchange(pool: &Pool, request: &[u8], ok: u16) -> std::io::Result<bool>
                 .find_map(|line| line.strip_prefix("content-length:"))
                 .and_then(|value| value.trim().parse::<usize>().ok())
             else {
-                // No length (chunked, or a close-delimited body): not reused.
-                return Ok(false);
+                // No length (chunked, or a close-delimited body): the shop always sends one.
+                return Err(std::io::Error::other("an answer without Content-Length"));
             };
             break (end + 4, length);
         }
@@ -209,7 +232,7 @@ async fn exchange(pool: &Pool, request: &[u8], ok: u16) -> std::io::Result<bool>
     while answer.len() < head_end + length {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Ok(false);
+            return Err(closed());
         }
         answer.extend_from_slice(&chunk[..n]);
     }
@@ -217,7 +240,7 @@ async fn exchange(pool: &Pool, request: &[u8], ok: u16) -> std::io::Result<bool>
         .ok()
         .and_then(|code| code.parse::<u16>().ok());
     pool.put_back(stream);
-    Ok(status == Some(ok))
+    Ok(status)
 }
 
 /// Sends `total` requests on schedule: request `i` is due `i / rate` seconds after the start.
@@ -253,14 +276,14 @@ async fn send_all(
         let (pool, requests) = (pool.clone(), requests.clone());
         flight.spawn(async move {
             let request = &requests[(i as usize) % requests.len()];
-            let answered =
+            let failure =
                 tokio::time::timeout(Duration::from_secs(10), exchange(&pool, request, ok))
                     .await
-                    .is_ok_and(|result| result.unwrap_or(false));
+                    .unwrap_or_else(|_| Some("no answer within 10 s".to_owned()));
             Timed {
                 micros: due.elapsed().as_micros() as u64,
                 late_micros,
-                ok: answered,
+                failure,
             }
         });
     }
