@@ -11,12 +11,19 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 passed=0
 # One journey through the running stack; any failure stops the script (set -e), after the
-# replicas' last log lines, which say why.
+# replicas' last log lines, which say why, and then the failure again: CI shows a log's tail.
 journey() {
-  if ! python3 .ci/compose/journeys.py "$@"; then
+  local said
+  said=$(mktemp)
+  if ! python3 .ci/compose/journeys.py "$@" 2>"$said"; then
+    cat "$said" >&2
     docker compose logs --no-color --tail 60 shop >&2 || true
+    echo "compose journey '$*' failed: $(tail -5 "$said")" >&2
+    rm -f "$said"
     return 1
   fi
+  cat "$said" >&2
+  rm -f "$said"
   passed=$((passed + 1))
 }
 
