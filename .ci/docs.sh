@@ -158,7 +158,9 @@ bench_wrote latest.md
 bash bench/run --quick --stores sqlite --paths read --rss-sessions 1000 --store-sessions 1000 --results "$results"
 grep -q "| 1 | shop " "$results/latest.md" || fail "--quick did not make one run a path"
 bench_wrote latest.md
-bash bench/run --stores redis,sqlite --paths write "${short[@]}"
+bash bench/run --stores redis,sqlite --paths write,mix "${short[@]}"
+grep -q "The latency curve" "$results/latest.md" || fail "the mix drew no latency curve"
+[ -s "$results/curve.svg" ] || fail "the benchmark did not write curve.svg"
 bench_wrote latest.md
 bash bench/run --flames --stores sqlite --paths read "${short[@]}"
 ls "$results"/flame-sqlite-read*.svg >/dev/null || fail "--flames drew no flame graph"

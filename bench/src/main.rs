@@ -222,7 +222,10 @@ async fn main() -> anyhow::Result<()> {
     let markdown = report::markdown(&runs, &ceilings, &options_line(&options));
     println!("\n{markdown}");
     write_result(&options, "latest.md", &markdown)?;
-    write_result(&options, "latest.svg", &report::svg(&runs, &ceilings))?;
+    write_result(&options, "latest.svg", &report::svg(&runs))?;
+    if runs.iter().any(|run| !run.curve.is_empty()) {
+        write_result(&options, "curve.svg", &report::curve_svg(&runs))?;
+    }
     let failures: Vec<String> = runs.iter().flat_map(StoreRun::failures).collect();
     if !failures.is_empty() {
         bail!(

@@ -14,15 +14,17 @@ pub enum Path {
     Read,
     ManySessions,
     Write,
+    Mix,
     Login,
 }
 
 impl Path {
-    pub const ALL: [Path; 5] = [
+    pub const ALL: [Path; 6] = [
         Path::Anonymous,
         Path::Read,
         Path::ManySessions,
         Path::Write,
+        Path::Mix,
         Path::Login,
     ];
 
@@ -32,6 +34,7 @@ impl Path {
             Path::Read => "read: GET /cart",
             Path::ManySessions => "read, 1,000 sessions",
             Path::Write => "write: POST /cart/items",
+            Path::Mix => "mix: 80% pages, 15% cart, 5% changes",
             Path::Login => "login: POST /login",
         }
     }
@@ -43,10 +46,21 @@ impl Path {
             Path::Read => "read",
             Path::ManySessions => "many-sessions",
             Path::Write => "write",
+            Path::Mix => "mix",
             Path::Login => "login",
         }
     }
 }
+
+/// The rates of the latency curve, the same for every store (each store's curve stops short
+/// of 90% of what it reached with the mix saturated).
+pub const CURVE_RATES: [f64; 6] = [250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0];
+
+/// The rate the decision table compares every store's tail at: on the curve of each store.
+const COMMON_RATE: f64 = 1000.0;
+
+/// A point of the latency curve whose p99 is above this fails the run: a shopper waits.
+const CURVE_P99_BOUND_MS: f64 = 100.0;
 
 /// One run of a path.
 pub struct Sample {
@@ -200,6 +214,8 @@ pub struct StoreRun {
     pub peer: Vec<(crate::peers::PeerMode, Vec<Row>)>,
     /// The read and write paths at half their rate, open loop.
     pub steady: Vec<(Path, crate::steady::Steady)>,
+    /// The mix at each of [`CURVE_RATES`] up to 90% of the store's own saturated rate with it.
+    pub curve: Vec<crate::steady::Steady>,
     /// What `--store-sessions` more signed-in sessions cost the store itself.
     pub store_memory: Option<crate::store_memory::StoreMemory>,
     pub bytes_per_session: usize,
@@ -263,6 +279,14 @@ impl StoreRun {
                 ));
             }
         }
+        for point in &self.curve {
+            if point.failed > 0 || point.p99_ms > CURVE_P99_BOUND_MS {
+                failures.push(format!(
+                    "{}, the mix at {:.0} req/s (open loop): p99 {:.1} ms (bound {CURVE_P99_BOUND_MS:.0} ms), {} of {} failed",
+                    self.name, point.rate, point.p99_ms, point.failed, point.sent
+                ));
+            }
+        }
         if self.acknowledged_adds != self.items_in_carts {
             failures.push(format!(
                 "{}: {} adds acknowledged, {} items in the carts",
@@ -282,14 +306,15 @@ impl StoreRun {
 }
 
 /// What a team choosing a store needs from this one run, one row per store measured: its
-/// throughput, its tail at half load, what it costs in CPU and memory, and what it keeps. The
-/// durability is the one the run read from the store; the rest of a row's last columns is what
-/// the store and this shop's client of it offer.
+/// throughput, its tail at a rate common to every store and at half its own load, what it
+/// costs in CPU and memory, and what it keeps. The durability is the one the run read from the
+/// store; the last columns are what the store and this shop's client of it offer.
 fn decision_table(runs: &[StoreRun]) -> String {
-    let mut out = String::from(
+    let mut out = format!(
         "## Choosing a store: this run in one table\n\n\
-         | store | read req/s | write req/s | write p99 at half load | CPU-s per million (read / write, shop + store) | MiB per 100,000 sessions | a crash loses | high availability | TLS, authentication |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n",
+         | store | read req/s | write req/s | mix req/s | mix p99 at {} req/s | write p99 at half load | CPU-s per million (read / write / mix, shop + store) | MiB per 100,000 sessions | a crash loses | high availability, and what a failover loses | TLS, authentication |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n",
+        grouped(COMMON_RATE)
     );
     let per_million = |row: Option<&Row>| {
         row.map_or("–".to_owned(), |row| {
@@ -308,6 +333,11 @@ fn decision_table(runs: &[StoreRun]) -> String {
             .map_or("–".to_owned(), |(_, steady)| {
                 format!("{:.1} ms at {:.0} req/s", steady.p99_ms, steady.rate)
             });
+        let common = run
+            .curve
+            .iter()
+            .find(|point| point.rate == COMMON_RATE)
+            .map_or("–".to_owned(), |point| format!("{:.1} ms", point.p99_ms));
         let memory = run.store_memory.as_ref().map_or("–".to_owned(), |m| {
             format!("{:.0}", m.bytes_per_session() * 100_000.0 / 1_048_576.0)
         });
@@ -318,21 +348,42 @@ fn decision_table(runs: &[StoreRun]) -> String {
         let (available, secured) = offers(run.store);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {tail} | {} / {} | {memory} | {loses} | {available} | {secured} |",
+            "| {} | {} | {} | {} | {common} | {tail} | {} / {} / {} | {memory} | {loses} | {available} | {secured} |",
             run.name,
             rps(Path::Read),
             rps(Path::Write),
+            rps(Path::Mix),
             per_million(run.row(Path::Read)),
             per_million(run.row(Path::Write)),
+            per_million(run.row(Path::Mix)),
         );
     }
-    out.push_str(
-        "\nA store outage is the same on every network store: pages answer 503 \"Back in a \
-         moment\" with `Retry-After`, nothing acknowledged is lost, and the shop recovers \
-         without a restart. Throughput is one shop worker pinned to one core; the tail is open \
-         loop at half the store's own saturated rate.\n\n",
+    let _ = write!(
+        out,
+        "\nThroughput is one shop worker pinned to one core (req/s per shop core; the store's own \
+         CPU is in the cost column). The mix is what a shop's traffic looks like: 80% catalog \
+         and product pages, 15% cart reads, 5% cart changes, all signed in. Its p99 is open \
+         loop at {} req/s on every store (\"–\": the store could not sustain it \
+         here); the write p99 is open loop at half the store's own saturated rate. A store \
+         outage is the same on every network store: pages answer 503 \"Back in a moment\" with \
+         `Retry-After`, nothing acknowledged is lost, and the shop recovers without a \
+         restart.\n\n",
+        grouped(COMMON_RATE)
     );
     out
+}
+
+/// A whole number with its thousands grouped: 8000 as "8,000".
+fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.abs());
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if value < 0.0 { format!("-{out}") } else { out }
 }
 
 /// What a store offers for availability, and for encryption and authentication, with this
@@ -340,11 +391,14 @@ fn decision_table(runs: &[StoreRun]) -> String {
 fn offers(store: Backend) -> (&'static str, &'static str) {
     match store {
         Backend::Redis => (
-            "Redis Cluster (`REDIS_CLUSTER_NODES`), writes optionally waiting for a replica",
+            "Redis Cluster (`REDIS_CLUSTER_NODES`): a failover loses writes acknowledged \
+             but not yet on a replica when the master died (replication lags by milliseconds), \
+             none with `REDIS_MIN_REPLICAS_ACK=1`",
             "TLS (`rediss://`), password",
         ),
         Backend::Postgres => (
-            "a replicated PostgreSQL with failover, outside the shop",
+            "a replicated PostgreSQL with failover, outside the shop: nothing committed with \
+             synchronous replication, the last moments' commits with asynchronous",
             "TLS (`sslmode`), password",
         ),
         Backend::Memcached => (
@@ -407,16 +461,8 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
          not counted) when the machine was more than 10% busy in the half second before it, or \
          when wrk used 90% or more of its core (the load, not the shop, was the limit). CPU: cores \
          used by the shop, the store's server processes and wrk, and how busy each core was. \
-         Ceiling: a bare actix-web server serving the same cart page with no session and no \
-         database: **{} req/s**, p99 {:.2} ms{}.\n",
-        ceilings.one.rps_text(),
-        ceilings.one.p99_ms(),
-        if ceilings.one.median_of(|s| s.wrk.wrk_cpu) >= 0.9 {
-            " (wrk used its whole core on it: the true ceiling may be higher, and every ratio \
-             below a little flattering)"
-        } else {
-            ""
-        }
+         The project's own yardsticks (a bare server's ceiling, its speed targets, instructions \
+         per request) are in the developers' appendix at the end.\n"
     );
     let failures: Vec<String> = runs.iter().flat_map(StoreRun::failures).collect();
     if !failures.is_empty() {
@@ -431,20 +477,20 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         out.push('\n');
     }
     out.push_str(&decision_table(runs));
+    curve_section(&mut out, runs);
     for run in runs {
         let _ = writeln!(out, "## {}\n", run.name);
         let _ = writeln!(out, "Durability as configured: {}.\n", run.durability);
         out.push_str(
-            "| path | req/s | × ceiling | p50 ms | p99 ms | store calls/req | store writes/req | bytes written/req | errors | runs | CPU (cores) |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
+            "| path | req/s | p50 ms | p99 ms | store calls/req | store writes/req | bytes written/req | errors | runs | CPU (cores) |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n",
         );
         for row in &run.rows {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} | {} |",
                 row.path.label(),
                 row.rps_text(),
-                row.rps() / ceiling,
                 row.p50_ms(),
                 row.p99_ms(),
                 row.calls_per_request(),
@@ -476,15 +522,12 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
             }
         );
     }
-    let two = ceilings.two.rps();
     let _ = writeln!(
         out,
         "## Scaling with cores\n\nThe same shop with 2 workers on both cores, wrk unpinned with 2 threads \
-         (so the shop, wrk and the store share the two cores). Ceiling with 2 workers: **{two:.0} req/s** \
-         ({:.2} × the pinned one).\n\n\
+         (so the shop, wrk and the store share the two cores).\n\n\
          | store | read, 1 worker | read, 2 workers | × | write, 1 worker | write, 2 workers | × |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        two / ceiling
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for run in runs {
         let cell = |path| {
@@ -506,7 +549,6 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
             cell(Path::Write)
         );
     }
-    cpu_section(&mut out, runs, ceilings);
     peer_section(&mut out, runs);
     steady_section(&mut out, runs);
     let costs: Vec<_> = runs
@@ -514,7 +556,39 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         .filter_map(|run| Some((run.name.as_str(), run.store_memory.as_ref()?)))
         .collect();
     out.push_str(&store_memory_section(&costs));
-    out.push_str("\n## Targets\n\n| store | read ≥ target × ceiling | write ≥ target × ceiling | read p99 < 3 ms | one store call, no write on a read | no store call for anonymous views | RSS growth ≤ 5 MiB |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    let _ = writeln!(
+        out,
+        "\n## Developers' appendix: the ceiling, the project's targets\n\nNot a property of the \
+         stores: what the project holds its own code to. The ceiling is a bare actix-web server \
+         serving the same cart page with no session and no database: **{} req/s**, p99 {:.2} ms{}; \
+         with 2 workers, unpinned, **{:.0} req/s**. Its own figure moves between runs far more \
+         than the shop's do; instructions per request, which do not move, are \
+         `bash bench/run --instructions` (`instructions.md`).\n\n\
+         | path | store | req/s | × ceiling |\n| --- | --- | ---: | ---: |",
+        ceilings.one.rps_text(),
+        ceilings.one.p99_ms(),
+        if ceilings.one.median_of(|s| s.wrk.wrk_cpu) >= 0.9 {
+            " (wrk used its whole core on it: the true ceiling may be higher, and every ratio \
+             below a little flattering)"
+        } else {
+            ""
+        },
+        ceilings.two.rps()
+    );
+    for run in runs {
+        for row in &run.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.2} |",
+                row.path.label(),
+                run.name,
+                row.rps(),
+                row.rps() / ceiling
+            );
+        }
+    }
+    cpu_section(&mut out, runs, ceilings);
+    out.push_str("\n### Targets\n\n| store | read ≥ target × ceiling | write ≥ target × ceiling | read p99 < 3 ms | one store call, no write on a read | no store call for anonymous views | RSS growth ≤ 5 MiB |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     for run in runs {
         let (read_target, write_target) = targets(run.store);
         let (Some(read), Some(write)) = (run.row(Path::Read), run.row(Path::Write)) else {
@@ -566,7 +640,7 @@ fn cpu_section(out: &mut String, runs: &[StoreRun], ceilings: &Ceilings) {
     let ceiling = user + kernel;
     let _ = writeln!(
         out,
-        "\n## Where a request's time goes\n\nThe shop's CPU time per request (1 worker, pinned: \
+        "\n### Where a request's time goes\n\nThe shop's CPU time per request (1 worker, pinned: \
          cores used ÷ requests per second, medians of the valid runs), in its own code (user) and \
          in the kernel on its behalf (system calls, and the loopback packets they send and \
          receive; the store's own work is not in it). The budget is what a request may cost for \
@@ -595,6 +669,106 @@ fn cpu_section(out: &mut String, runs: &[StoreRun], ceilings: &Ceilings) {
 }
 
 /// Latency at half load, open loop, beside the saturated runs' figures.
+/// The latency curve: the mix at the same rates on every store, a column per rate.
+fn curve_section(out: &mut String, runs: &[StoreRun]) {
+    if runs.iter().all(|run| run.curve.is_empty()) {
+        return;
+    }
+    let _ = write!(
+        out,
+        "## The latency curve: the mix at the same rates on every store\n\nOpen loop (as below), \
+         each rate for the run's seconds; p50 / p99 / p99.9 in ms, and failed requests. A store's \
+         curve stops short of 90% of the rate it reached with the mix saturated (\"–\"). Any \
+         failed request, or a p99 above {CURVE_P99_BOUND_MS:.0} ms, fails the run. \
+         The chart: `curve.svg`.\n\n| store |"
+    );
+    for rate in CURVE_RATES {
+        let _ = write!(out, " {} req/s |", grouped(rate));
+    }
+    out.push_str("\n| --- |");
+    out.push_str(&" ---: |".repeat(CURVE_RATES.len()));
+    out.push('\n');
+    for run in runs {
+        let _ = write!(out, "| {} |", run.name);
+        for rate in CURVE_RATES {
+            match run.curve.iter().find(|point| point.rate == rate) {
+                Some(point) => {
+                    let _ = write!(
+                        out,
+                        " {:.2} / {:.2} / {:.2}{} |",
+                        point.p50_ms,
+                        point.p99_ms,
+                        point.p999_ms,
+                        if point.failed > 0 {
+                            format!(", **{} failed**", point.failed)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                None => out.push_str(" – |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// The latency curve drawn: p99 against the rate, a line per store, both axes logarithmic.
+pub fn curve_svg(runs: &[StoreRun]) -> String {
+    let colors = [
+        "#2b6cb0", "#c53030", "#2f855a", "#b7791f", "#6b46c1", "#2c7a7b", "#97266d", "#4a5568",
+    ];
+    let (left, top, width, height) = (70.0, 60.0, 560.0, 300.0);
+    let (low, high) = (CURVE_RATES[0], CURVE_RATES[CURVE_RATES.len() - 1]);
+    let (floor_ms, ceiling_ms) = (0.1_f64, 1000.0_f64);
+    let x = |rate: f64| left + width * (rate / low).ln() / (high / low).ln();
+    let y = |ms: f64| {
+        let ms = ms.clamp(floor_ms, ceiling_ms);
+        top + height * (1.0 - (ms / floor_ms).ln() / (ceiling_ms / floor_ms).ln())
+    };
+    let mut chart = Chart::new(
+        left + width + 260.0,
+        top + height + 60.0,
+        13,
+        "p99 latency (ms) of the mix against the offered rate (req/s), open loop",
+    );
+    chart.bar(left, top + height, width, 1.0, "#4a5568");
+    chart.bar(left, top, 1.0, height, "#4a5568");
+    for rate in CURVE_RATES {
+        chart.text(
+            x(rate) - 14.0,
+            top + height + 18.0,
+            "",
+            &format!("{rate:.0}"),
+        );
+    }
+    for ms in [0.1, 1.0, 10.0, 100.0, 1000.0] {
+        chart.bar(left, y(ms), width, 0.5, "#cbd5e0");
+        chart.text(left - 50.0, y(ms) + 4.0, "", &format!("{ms} ms"));
+    }
+    chart.bar(left, y(CURVE_P99_BOUND_MS), width, 1.5, "#c53030");
+    chart.text(
+        left + width - 120.0,
+        y(CURVE_P99_BOUND_MS) - 5.0,
+        r##"fill="#c53030""##,
+        "bound: fails the run",
+    );
+    for (i, run) in runs.iter().filter(|run| !run.curve.is_empty()).enumerate() {
+        let color = colors[i % colors.len()];
+        let points: Vec<(f64, f64)> = run
+            .curve
+            .iter()
+            .map(|point| (x(point.rate), y(point.p99_ms)))
+            .collect();
+        chart.line(&points, color);
+        let label_y = top + 16.0 + 20.0 * i as f64;
+        chart.bar(left + width + 20.0, label_y - 10.0, 12.0, 12.0, color);
+        chart.text(left + width + 38.0, label_y, "", &run.name);
+    }
+    chart.finish()
+}
+
 fn steady_section(out: &mut String, runs: &[StoreRun]) {
     if runs.iter().all(|run| run.steady.is_empty()) {
         return;
@@ -710,19 +884,23 @@ fn peer_section(out: &mut String, runs: &[StoreRun]) {
 }
 
 /// Bars of each path's throughput as a fraction of the ceiling, per store.
-pub fn svg(runs: &[StoreRun], ceilings: &Ceilings) -> String {
-    let ceiling = ceilings.one.rps();
+pub fn svg(runs: &[StoreRun]) -> String {
     let paths = Path::ALL;
-    let colors = ["#38a169", "#2b6cb0", "#63b3ed", "#dd6b20", "#718096"];
-    let (group, bar, left, width) = (132.0, 22.0, 40.0, 720.0);
+    let colors = [
+        "#38a169", "#2b6cb0", "#63b3ed", "#dd6b20", "#805ad5", "#718096",
+    ];
+    let (group, bar, left, width) = (150.0, 22.0, 40.0, 720.0);
+    let most = runs
+        .iter()
+        .flat_map(|run| &run.rows)
+        .map(Row::rps)
+        .filter(|rps| rps.is_finite())
+        .fold(1.0, f64::max);
     let mut chart = Chart::new(
         width + 260.0,
         108.0 + group * runs.len() as f64,
         13,
-        &format!(
-            "Requests per second as a fraction of the ceiling ({:.0} req/s)",
-            ceiling
-        ),
+        "Requests per second, one shop worker on one core, per store and path",
     );
     for (i, (path, color)) in paths.iter().zip(colors).enumerate() {
         let x = 20.0 + 190.0 * (i % 4) as f64;
@@ -735,14 +913,14 @@ pub fn svg(runs: &[StoreRun], ceilings: &Ceilings) -> String {
         chart.text(20.0, y0 + 12.0, r#"font-weight="bold""#, &run.name);
         for (i, (path, color)) in paths.iter().zip(colors).enumerate() {
             let Some(row) = run.row(*path) else { continue };
-            let ratio = (row.rps() / ceiling).min(1.0);
+            let ratio = (row.rps() / most).min(1.0);
             let y = y0 + 18.0 + bar * i as f64;
             chart.bar(left, y, ratio * width * 0.8, bar - 4.0, color);
             chart.text(
                 left + ratio * width * 0.8 + 6.0,
                 y + 13.0,
                 "",
-                &format!("{:.2} ({:.0}/s)", row.rps() / ceiling, row.rps()),
+                &format!("{:.0} req/s", row.rps()),
             );
         }
     }
@@ -781,6 +959,14 @@ mod tests {
         assert_eq!(three.rps_text(), "1000 ±10.0%");
     }
 
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(grouped(250.0), "250");
+        assert_eq!(grouped(1000.0), "1,000");
+        assert_eq!(grouped(123456.7), "123,457");
+        assert_eq!(grouped(-8000.0), "-8,000");
+    }
+
     fn store_run(rows: Vec<Row>, steady: Vec<(Path, crate::steady::Steady)>) -> StoreRun {
         StoreRun {
             store: Backend::Redis,
@@ -790,6 +976,7 @@ mod tests {
             scaled: Vec::new(),
             peer: Vec::new(),
             steady,
+            curve: Vec::new(),
             store_memory: None,
             bytes_per_session: 0,
             acknowledged_adds: 10,

@@ -27,6 +27,8 @@ pub struct Request {
     pub body: Option<String>,
     /// The client address the request claims (`X-Forwarded-For`), as wrk's scripts do.
     pub client: String,
+    /// The status it must answer: 200 for a page, 303 for a form's redirect.
+    pub ok: u16,
 }
 
 /// What a steady run saw.
@@ -46,11 +48,10 @@ pub struct Steady {
 }
 
 /// Sends `requests` in turn to `base` at `rate` a second for `seconds`, on a thread of its own
-/// pinned to `core`, and answers the latencies; `ok` is the status each must answer.
+/// pinned to `core`, and answers the latencies.
 pub async fn run(
     base: &str,
     requests: Vec<Request>,
-    ok: u16,
     rate: f64,
     seconds: u32,
     core: &str,
@@ -64,7 +65,7 @@ pub async fn run(
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(generate(base, requests, ok, rate, seconds))
+            .block_on(generate(base, requests, rate, seconds))
     });
     tokio::task::spawn_blocking(move || thread.join())
         .await?
@@ -93,7 +94,6 @@ fn pin_this_thread(core: &str) -> anyhow::Result<()> {
 async fn generate(
     base: String,
     requests: Vec<Request>,
-    ok: u16,
     rate: f64,
     seconds: u32,
 ) -> anyhow::Result<Steady> {
@@ -101,16 +101,17 @@ async fn generate(
         .trim_start_matches("http://")
         .parse()
         .context("the base is http://address:port")?;
-    let requests: Arc<Vec<Vec<u8>>> = Arc::new(requests.iter().map(written).collect());
+    let requests: Arc<Vec<(Vec<u8>, u16)>> =
+        Arc::new(requests.iter().map(|r| (written(r), r.ok)).collect());
     let pool = Arc::new(Pool {
         address,
         idle: Mutex::new(Vec::new()),
     });
     // A short run at the same rate first, so connections are open before anything is timed.
-    let warm = send_all(&pool, &requests, ok, rate, rate.min(2000.0) as u64).await?;
+    let warm = send_all(&pool, &requests, rate, rate.min(2000.0) as u64).await?;
     drop(warm);
     let total = (rate * f64::from(seconds)) as u64;
-    let timed = send_all(&pool, &requests, ok, rate, total).await?;
+    let timed = send_all(&pool, &requests, rate, total).await?;
     let failed = timed.iter().filter(|t| t.failure.is_some()).count() as u64;
     let mut failures: Vec<(String, u64)> = Vec::new();
     for why in timed.iter().filter_map(|t| t.failure.as_ref()) {
@@ -248,8 +249,7 @@ async fn answer(pool: &Pool, request: &[u8]) -> std::io::Result<Option<u16>> {
 /// has a resolution of one) and yields to the requests in flight after that.
 async fn send_all(
     pool: &Arc<Pool>,
-    requests: &Arc<Vec<Vec<u8>>>,
-    ok: u16,
+    requests: &Arc<Vec<(Vec<u8>, u16)>>,
     rate: f64,
     total: u64,
 ) -> anyhow::Result<Vec<Timed>> {
@@ -275,9 +275,9 @@ async fn send_all(
         let late_micros = due.elapsed().as_micros() as u64;
         let (pool, requests) = (pool.clone(), requests.clone());
         flight.spawn(async move {
-            let request = &requests[(i as usize) % requests.len()];
+            let (request, ok) = &requests[(i as usize) % requests.len()];
             let failure =
-                tokio::time::timeout(Duration::from_secs(10), exchange(&pool, request, ok))
+                tokio::time::timeout(Duration::from_secs(10), exchange(&pool, request, *ok))
                     .await
                     .unwrap_or_else(|_| Some("no answer within 10 s".to_owned()));
             Timed {

@@ -152,6 +152,7 @@ pub(crate) async fn bench_store(
         "/cart/items/{line}",
         "quantity={quantity}&csrf_token={token}",
     )?;
+    let mix = mix_script(scripts.path(), &pairs(&logged_in))?;
     // The login path signs guests in to an account of its own: its sign-ins would otherwise end
     // the read path's session, the oldest of its account beyond 50 (see `sessions`).
     let login_email = format!("login-{email}");
@@ -197,6 +198,7 @@ pub(crate) async fn bench_store(
         (BenchPath::Read, "/cart", &plain, read_cookie.clone()),
         (BenchPath::ManySessions, "/cart", &many, vec![]),
         (BenchPath::Write, "/cart/items/1", &writes, vec![]),
+        (BenchPath::Mix, "/", &mix, vec![]),
     ] {
         rows.extend(
             bench
@@ -206,15 +208,15 @@ pub(crate) async fn bench_store(
     }
     // Latency at half the rate each path just reached, open loop (see `steady.rs`).
     let mut steady = Vec::new();
-    for (path, requests, ok) in [
-        (BenchPath::Read, steady_reads(&cookie), 200),
-        (BenchPath::Write, steady_writes(&pairs(&logged_in)), 303),
+    for (path, requests) in [
+        (BenchPath::Read, steady_reads(&cookie)),
+        (BenchPath::Write, steady_writes(&pairs(&logged_in))),
     ] {
         let Some(row) = rows.iter().find(|r| r.path == path) else {
             continue;
         };
         let rate = (row.rps() / 2.0).floor();
-        let run = steady::run(&url, requests, ok, rate, options.seconds, wrk::LOAD_CORE).await?;
+        let run = steady::run(&url, requests, rate, options.seconds, wrk::LOAD_CORE).await?;
         println!(
             "   {} at {rate:.0} req/s, open loop: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} failed (generator late p99 {:.2} ms)",
             path.label(),
@@ -225,6 +227,30 @@ pub(crate) async fn bench_store(
             run.late_p99_ms
         );
         steady.push((path, run));
+    }
+    // The latency curve: the mix at the same rates on every store, open loop, up to 90% of
+    // what this store reached with it (a rate beyond is not a point on its curve: it queues).
+    let mut curve = Vec::new();
+    if let Some(row) = rows.iter().find(|r| r.path == BenchPath::Mix) {
+        let requests = steady_mix(&pairs(&logged_in));
+        for rate in report::CURVE_RATES {
+            if rate > 0.9 * row.rps() {
+                break;
+            }
+            let run = steady::run(
+                &url,
+                requests.clone(),
+                rate,
+                options.seconds,
+                wrk::LOAD_CORE,
+            )
+            .await?;
+            println!(
+                "   the mix at {rate:.0} req/s, open loop: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} failed",
+                run.p50_ms, run.p99_ms, run.p999_ms, run.failed
+            );
+            curve.push(run);
+        }
     }
     // The exact check: a timed run ends with requests cut off in flight, applied or not, so the
     // answers are checked on adds that all complete: 64 clients, each with its own sessions.
@@ -343,6 +369,7 @@ pub(crate) async fn bench_store(
             scaled,
             peer,
             steady,
+            curve,
             store_memory,
             bytes_per_session: stored,
             acknowledged_adds: acknowledged,
@@ -365,6 +392,7 @@ fn steady_reads(cookie: &str) -> Vec<steady::Request> {
         cookie: cookie.to_owned(),
         body: None,
         client: "10.0.0.1".to_owned(),
+        ok: 200,
     }]
 }
 
@@ -372,17 +400,16 @@ fn steady_reads(cookie: &str) -> Vec<steady::Request> {
 /// turn, each visit setting one of its 5 lines to a new quantity (45 rounds, 5 lines by 9
 /// quantities, before the cycle repeats).
 fn steady_writes(sessions: &[(String, String)]) -> Vec<steady::Request> {
-    let n = sessions.len();
-    (0..n * 45)
+    (0..sessions.len() * 45)
         .map(|j| {
-            let (k, round) = (j % n, j / n);
-            let (cookie, token) = &sessions[k];
+            let (k, fill) = nth(j, sessions);
             steady::Request {
                 post: true,
-                path: format!("/cart/items/{}", round % 5 + 1),
-                cookie: cookie.clone(),
-                body: Some(format!("quantity={}&csrf_token={token}", round % 9 + 1)),
-                client: format!("10.{}.{}.1", k / 250, k % 250),
+                path: fill("/cart/items/{line}"),
+                cookie: sessions[k].0.clone(),
+                body: Some(fill("quantity={quantity}&csrf_token={token}")),
+                client: client_of(k),
+                ok: 303,
             }
         })
         .collect()

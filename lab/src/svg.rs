@@ -42,6 +42,25 @@ impl Chart {
         );
     }
 
+    /// A line through `points`, with a dot at each.
+    pub fn line(&mut self, points: &[(f64, f64)], color: &str) {
+        let path: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect();
+        let _ = writeln!(
+            self.out,
+            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+            path.join(" ")
+        );
+        for (x, y) in points {
+            let _ = writeln!(
+                self.out,
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#
+            );
+        }
+    }
+
     pub fn finish(mut self) -> String {
         self.out.push_str("</svg>\n");
         self.out
@@ -63,7 +82,9 @@ mod tests {
         let mut chart = Chart::new(100.0, 50.0, 12, "a < b & c");
         chart.text(1.0, 2.0, "", "<script>");
         chart.bar(0.0, 0.0, 10.0, 5.0, "#000");
+        chart.line(&[(1.0, 2.0), (3.0, 4.0)], "#123");
         let svg = chart.finish();
+        assert!(svg.contains(r#"<polyline points="1.0,2.0 3.0,4.0""#));
         assert!(svg.contains("a &lt; b &amp; c") && svg.contains("&lt;script&gt;"));
         assert!(!svg.contains("<script>"));
         assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
