@@ -113,7 +113,10 @@ async fn save_copies(store: &Store, template: &State, sessions: u64) -> anyhow::
 /// that 100,000 sessions do not sit in it for their 30 minutes, slowing what runs next. The
 /// other stores are the run's own: a database of its own, a file in its folder, a memcached it
 /// started.
-async fn clean_up(backend: Backend, env: &HashMap<String, String>) -> anyhow::Result<()> {
+pub(crate) async fn clean_up(
+    backend: Backend,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<()> {
     if backend != Backend::Redis {
         return Ok(());
     }

@@ -97,6 +97,10 @@ pub(crate) fn subject_env(
     Ok(())
 }
 
+/// One store's whole run; afterwards, whether it succeeded or not, the keys it left in a Redis
+/// the bench does not own are deleted: a run leaves 200,000 sessions behind (the memory
+/// phase's), and two runs' worth filled the machine's Redis (256 MB, no eviction) so that the
+/// next run's writes failed.
 pub(crate) async fn bench_store(
     subject: Subject,
     options: &Options,
@@ -105,9 +109,23 @@ pub(crate) async fn bench_store(
     started: &Started,
 ) -> anyhow::Result<(StoreRun, String)> {
     let store = subject.backend();
-    let name = subject.name();
     let mut env = shop_env(store, work).await?;
     subject_env(subject, started, &mut env)?;
+    let run = measure_store(subject, options, shop, work, &env).await;
+    store_memory::clean_up(store, &env).await?;
+    run
+}
+
+async fn measure_store(
+    subject: Subject,
+    options: &Options,
+    shop: &Path,
+    work: &Path,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<(StoreRun, String)> {
+    let store = subject.backend();
+    let name = subject.name();
+    let env = env.clone();
     let durability = durability::as_configured(store, &env).await;
     let server = Server::start(shop, &[], &env, free_port()?, true).await?;
     let url = server.url.clone();
