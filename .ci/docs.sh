@@ -153,7 +153,10 @@ bench_wrote() { # file: the smoke run wrote it, with figures in it
   grep -qE '[0-9]' "$results/$1" || fail "$1 has no figures"
   rm -f "$results/$1"
 }
-bash bench/run --stores sqlite --paths read "${short[@]}"
+# --readme writes into a scratch copy of the README (BENCH_README), not the checkout's.
+cp README.md "$work/README.md"
+BENCH_README="$work/README.md" bash bench/run --readme --stores sqlite --paths read "${short[@]}"
+grep -q "^| sqlite | " "$work/README.md" || fail "--readme wrote no decision table into the README"
 bench_wrote latest.md
 bash bench/run --quick --stores sqlite --paths read --rss-sessions 1000 --store-sessions 1000 --results "$results"
 grep -q "| 1 | shop " "$results/latest.md" || fail "--quick did not make one run a path"

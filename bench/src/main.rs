@@ -67,12 +67,17 @@ enum Subject {
     /// fsynced every second (a server of the run's own), PostgreSQL with
     /// `synchronous_commit=off` (the shop's sessions only).
     OtherDurability(Backend),
+    /// The same store reached over TLS: a Redis of the run's own that speaks only TLS (a CA
+    /// made for the run), PostgreSQL with `sslmode=require`.
+    Tls(Backend),
 }
 
 impl Subject {
     fn backend(self) -> Backend {
         match self {
-            Subject::Store(backend) | Subject::OtherDurability(backend) => backend,
+            Subject::Store(backend) | Subject::OtherDurability(backend) | Subject::Tls(backend) => {
+                backend
+            }
             Subject::RedisCluster { .. } => Backend::Redis,
         }
     }
@@ -84,6 +89,7 @@ impl Subject {
             Subject::RedisCluster { wait: true } => "redis-cluster-wait".to_owned(),
             Subject::OtherDurability(Backend::Redis) => "redis-aof".to_owned(),
             Subject::OtherDurability(backend) => format!("{}-async-commit", backend.name()),
+            Subject::Tls(backend) => format!("{}-tls", backend.name()),
         }
     }
 
@@ -93,6 +99,8 @@ impl Subject {
             "redis-cluster-wait" => Subject::RedisCluster { wait: true },
             "redis-aof" => Subject::OtherDurability(Backend::Redis),
             "postgres-async-commit" => Subject::OtherDurability(Backend::Postgres),
+            "redis-tls" => Subject::Tls(Backend::Redis),
+            "postgres-tls" => Subject::Tls(Backend::Postgres),
             other => Subject::Store(Backend::parse(other).map_err(anyhow::Error::msg)?),
         })
     }
@@ -113,6 +121,8 @@ impl Subject {
             Subject::OtherDurability(backend) => {
                 format!("{}-async-commit (synchronous_commit=off)", backend.name())
             }
+            Subject::Tls(Backend::Redis) => "redis-tls (rediss:// on loopback)".to_owned(),
+            Subject::Tls(backend) => format!("{}-tls (sslmode=require)", backend.name()),
         }
     }
 }
@@ -234,6 +244,18 @@ async fn main() -> anyhow::Result<()> {
             options.results.display(),
             failures.join("\n  ")
         );
+    }
+    // Only a run without failures goes into the README.
+    if options.readme {
+        // BENCH_README: another copy to write (CI's smoke run writes a scratch one).
+        let file = std::env::var("BENCH_README").unwrap_or_else(|_| "README.md".to_owned());
+        let readme = std::fs::read_to_string(&file).with_context(|| file.clone())?;
+        let results = options.results.display().to_string();
+        std::fs::write(
+            &file,
+            report::with_decision_table(&readme, &runs, &options_line(&options), &results)?,
+        )?;
+        println!("Written: {file} (the decision table and the chart)");
     }
     Ok(())
 }

@@ -28,6 +28,9 @@ pub(crate) struct Options {
     /// of the run's own, `bench/results/runs/<UTC time>`, untracked: the tracked reports in
     /// `bench/results` change only when `--results bench/results` asks).
     pub(crate) results: PathBuf,
+    /// Also write the run's decision table into README.md (`--readme`): its reports then go to
+    /// the tracked `bench/results`, which the README's table and chart link to.
+    pub(crate) readme: bool,
 }
 
 pub(crate) fn options() -> anyhow::Result<Options> {
@@ -54,12 +57,13 @@ pub(crate) fn options() -> anyhow::Result<Options> {
                 .into_iter()
                 .flatten(),
         )
-        // Each durable store beside its other durability: what the guarantee costs.
+        // Each durable store beside its other durability: what the guarantee costs; and over
+        // TLS: what encryption in transit costs.
         .chain(
             [Backend::Redis, Backend::Postgres]
                 .into_iter()
                 .filter(|b| b.is_compiled())
-                .map(Subject::OtherDurability),
+                .flat_map(|b| [Subject::OtherDurability(b), Subject::Tls(b)]),
         )
         .collect(),
         runs: 3,
@@ -69,6 +73,7 @@ pub(crate) fn options() -> anyhow::Result<Options> {
         peer: false,
         store_sessions: 100_000,
         store_memory: false,
+        readme: false,
         results: PathBuf::from("bench/results/runs").join(utc_stamp(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -76,6 +81,7 @@ pub(crate) fn options() -> anyhow::Result<Options> {
         )),
     };
     let mut args = std::env::args().skip(1);
+    let mut results_named = false;
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             print!("{USAGE}");
@@ -97,6 +103,10 @@ pub(crate) fn options() -> anyhow::Result<Options> {
             options.store_memory = true;
             continue;
         }
+        if flag == "--readme" {
+            options.readme = true;
+            continue;
+        }
         if flag == "--quick" {
             // A first look in a few minutes: one run of each path, fewer sessions. Figures
             // from one run carry no spread; the flags after --quick still apply.
@@ -115,7 +125,10 @@ pub(crate) fn options() -> anyhow::Result<Options> {
             "--rss-sessions" => options.rss_sessions = value.parse()?,
             "--store-sessions" => options.store_sessions = value.parse()?,
             "--runs" => options.runs = value.parse()?,
-            "--results" => options.results = value.into(),
+            "--results" => {
+                options.results = value.into();
+                results_named = true;
+            }
             "--paths" => {
                 options.paths = value
                     .split(',')
@@ -135,6 +148,9 @@ pub(crate) fn options() -> anyhow::Result<Options> {
             }
             other => bail!("unknown argument {other}\n\n{USAGE}"),
         }
+    }
+    if options.readme && !results_named {
+        options.results = PathBuf::from("bench/results");
     }
     if !(1..=60).contains(&options.seconds)
         || !(1..=5000).contains(&options.sessions)

@@ -311,8 +311,7 @@ impl StoreRun {
 /// store; the last columns are what the store and this shop's client of it offer.
 fn decision_table(runs: &[StoreRun]) -> String {
     let mut out = format!(
-        "## Choosing a store: this run in one table\n\n\
-         | store | read req/s | write req/s | mix req/s | mix p99 at {} req/s | write p99 at half load | CPU-s per million (read / write / mix, shop + store) | MiB per 100,000 sessions | a crash loses | high availability, and what a failover loses | TLS, authentication |\n\
+        "| store | read req/s | write req/s | mix req/s | mix p99 at {} req/s | write p99 at half load | CPU-s per million (read / write / mix, shop + store) | MiB per 100,000 sessions | a crash loses | high availability, and what a failover loses | TLS, authentication |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n",
         grouped(COMMON_RATE)
     );
@@ -386,6 +385,31 @@ fn grouped(value: f64) -> String {
     if value < 0.0 { format!("-{out}") } else { out }
 }
 
+/// Where the README's copy of the decision table starts and ends (`bash bench/run --readme`).
+const README_START: &str =
+    "<!-- bench:decision-table: written by `bash bench/run --readme`, from one run -->";
+const README_END: &str = "<!-- /bench:decision-table -->";
+
+/// `readme` with the part between its markers replaced by this run's decision table and
+/// chart, `results` being where the run wrote its reports (relative to the README).
+pub fn with_decision_table(
+    readme: &str,
+    runs: &[StoreRun],
+    how: &str,
+    results: &str,
+) -> anyhow::Result<String> {
+    let (Some(start), Some(end)) = (readme.find(README_START), readme.find(README_END)) else {
+        anyhow::bail!("README.md has no {README_START} … {README_END} markers");
+    };
+    let section = format!(
+        "{README_START}\n\nOne run of `bash bench/run --readme` on this 2-core machine ({how}); every \
+         figure in it, the latency curve and the rest in [{results}/latest.md]({results}/latest.md).\n\n\
+         {}![The mix's p99 against the offered rate, a line per store]({results}/curve.svg)\n\n",
+        decision_table(runs)
+    );
+    Ok(format!("{}{section}{}", &readme[..start], &readme[end..]))
+}
+
 /// What a store offers for availability, and for encryption and authentication, with this
 /// shop's client of it.
 fn offers(store: Backend) -> (&'static str, &'static str) {
@@ -403,7 +427,8 @@ fn offers(store: Backend) -> (&'static str, &'static str) {
         ),
         Backend::Memcached => (
             "none: keys spread over servers, a lost server signs out its sessions",
-            "neither: a private network only",
+            "neither in this shop's client (the memcache crate has no TLS): a private network, \
+             or a tunnel (stunnel, WireGuard)",
         ),
         _ => ("none: one host's file", "not applicable: a local file"),
     }
@@ -476,6 +501,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
         }
         out.push('\n');
     }
+    out.push_str("## Choosing a store: this run in one table\n\n");
     out.push_str(&decision_table(runs));
     curve_section(&mut out, runs);
     for run in runs {
@@ -957,6 +983,25 @@ mod tests {
             samples: vec![sample(900.0), sample(1000.0), sample(1100.0)],
         };
         assert_eq!(three.rps_text(), "1000 ±10.0%");
+    }
+
+    #[test]
+    fn the_readme_gets_the_table_between_its_markers_and_nothing_else_changes() {
+        let run = store_run(
+            vec![Row {
+                path: Path::Read,
+                samples: vec![sample(1234.0)],
+            }],
+            Vec::new(),
+        );
+        let readme = format!("# Shop\n\nbefore\n{README_START}\nold table\n{README_END}\nafter\n");
+        let new = with_decision_table(&readme, &[run], "3 s a run", "bench/results").unwrap();
+        assert!(new.starts_with("# Shop\n\nbefore\n"));
+        assert!(new.ends_with(&format!("{README_END}\nafter\n")));
+        assert!(!new.contains("old table"));
+        assert!(new.contains("| redis | 1234 | – |"));
+        assert!(new.contains("(bench/results/curve.svg)"));
+        assert!(with_decision_table("# no markers", &[], "", "x").is_err());
     }
 
     #[test]

@@ -164,6 +164,9 @@ pub(crate) struct Started {
     /// A Redis of this run's own with an append-only file fsynced every second, for
     /// `redis-aof`: the machine's Redis keeps nothing on disk.
     pub(crate) redis_aof: Option<(String, Child)>,
+    /// A Redis of this run's own that speaks only TLS, for `redis-tls`: its `rediss://` URL
+    /// and the CA file that signed its certificate.
+    pub(crate) redis_tls: Option<(String, PathBuf, Child)>,
 }
 
 impl Started {
@@ -195,12 +198,127 @@ impl Started {
         } else {
             None
         };
+        let redis_tls = if options.stores.contains(&Subject::Tls(Backend::Redis)) {
+            Some(start_redis_tls(work).await?)
+        } else {
+            None
+        };
         Ok(Self {
             redis_cluster,
             memcached,
             redis_aof,
+            redis_tls,
         })
     }
+}
+
+/// A fresh Redis on a free loopback port that speaks only TLS, with a certificate for
+/// 127.0.0.1 from a CA made for the run (`openssl`), no persistence (as the machine's Redis):
+/// what TLS costs, beside `redis`.
+async fn start_redis_tls(work: &Path) -> anyhow::Result<(String, PathBuf, Child)> {
+    let dir = work.join("redis-tls");
+    std::fs::create_dir_all(&dir)?;
+    let openssl = |args: &[&str]| -> anyhow::Result<()> {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("openssl")?;
+        if !status.success() {
+            bail!("openssl {args:?} failed");
+        }
+        Ok(())
+    };
+    let (key, days) = (["-newkey", "rsa:2048", "-nodes"], ["-days", "1"]);
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &days,
+            &[
+                "-subj",
+                "/CN=bench CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req"][..],
+            &key,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "redis.key",
+                "-out",
+                "redis.csr",
+            ],
+        ]
+        .concat(),
+    )?;
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n")?;
+    openssl(
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "redis.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+            ][..],
+            &[
+                "-CAcreateserial",
+                "-extfile",
+                "san.cnf",
+                "-out",
+                "redis.crt",
+            ],
+            &days,
+        ]
+        .concat(),
+    )?;
+    let port = free_port()?;
+    println!("== starting a Redis that speaks only TLS on {port}");
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(dir.join("redis.crt"))
+        .arg("--tls-key-file")
+        .arg(dir.join("redis.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.join("ca.crt"))
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("could not start redis-server")?;
+    let address = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(&address).await.is_ok() {
+            return Ok((format!("rediss://{address}"), dir.join("ca.crt"), child));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("redis-server did not listen for TLS on {address}")
 }
 
 /// A fresh Redis on a free loopback port that persists as compose runs it: an append-only file,

@@ -117,7 +117,12 @@ pub(crate) async fn clean_up(
     backend: Backend,
     env: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
-    if backend != Backend::Redis {
+    // A `rediss://` Redis is redis-tls's, the run's own: it goes with the run.
+    if backend != Backend::Redis
+        || env
+            .get("REDIS_URL")
+            .is_some_and(|u| u.starts_with("rediss://"))
+    {
         return Ok(());
     }
     let client = redis::Client::open(

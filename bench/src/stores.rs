@@ -75,6 +75,20 @@ pub(crate) fn subject_env(
                 .context("the append-only Redis was not started")?;
             env.insert("REDIS_URL".to_owned(), url.clone());
         }
+        Subject::Tls(Backend::Redis) => {
+            let (url, ca, _) = started
+                .redis_tls
+                .as_ref()
+                .context("the TLS Redis was not started")?;
+            env.insert("REDIS_URL".to_owned(), url.clone());
+            env.insert("REDIS_CA_FILE".to_owned(), ca.display().to_string());
+        }
+        Subject::Tls(Backend::Postgres) => {
+            let url = env
+                .get_mut("SESSION_DATABASE_URL")
+                .context("the PostgreSQL session database")?;
+            *url = url.replace("sslmode=disable", "sslmode=require");
+        }
         Subject::OtherDurability(Backend::Postgres) => {
             let url = env
                 .get_mut("SESSION_DATABASE_URL")

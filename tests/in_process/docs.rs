@@ -132,3 +132,42 @@ fn anchors_follow_githubs_rule() {
         "against-a-peer-that-does-the-same-work-and-what-a-session-costs"
     );
 }
+
+/// The README's decision table comes from one benchmark run, whole: every row of it is a row
+/// of the tracked report it links (`bench/results/latest.md`), and the table has a row per
+/// store, so no figure from another run can sit beside them.
+#[test]
+fn the_readmes_decision_table_is_one_runs_table() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- bench:decision-table")
+        .expect("the README has the decision table's start marker");
+    let end = readme
+        .find("<!-- /bench:decision-table -->")
+        .expect("the README has its end marker");
+    let section = &readme[start..end];
+    let link = regex::Regex::new(r"\]\(([^)]+/latest\.md)\)").unwrap();
+    let report = &link
+        .captures(section)
+        .expect("the table links the report it comes from")[1];
+    let report = std::fs::read_to_string(root().join(report)).unwrap();
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| ")).collect();
+    assert!(
+        rows.len() >= 2 + 4,
+        "the table has a header and a row per store: {rows:?}"
+    );
+    for row in &rows {
+        assert!(
+            report.lines().any(|line| line == *row),
+            "a row of the README's table is not in the report it links: {row}"
+        );
+    }
+    let stores = rows
+        .iter()
+        .skip(2)
+        .map(|row| row.split('|').nth(1).unwrap().trim())
+        .collect::<Vec<_>>();
+    for store in ["sqlite", "redis", "postgres", "memcached"] {
+        assert!(stores.contains(&store), "no {store} row in {stores:?}");
+    }
+}
