@@ -2,6 +2,27 @@
 
 use super::*;
 
+/// The Lua that fills a request's templates in wrk, as [`nth`] does for the open-loop
+/// generator: `{product}` walks the catalog; `{line}` walks the 5 lines of a bench cart and
+/// `{quantity}` cycles 1 to 9, so each visit to a line changes it (5 and 9 share no factor) and
+/// no cart ever reaches a limit; `{token}` is the session's form token.
+const LUA_FILL: &str = r#"  local fill = function(text)
+    return (text:gsub("{product}", tostring(round % 12 + 1))
+      :gsub("{line}", tostring(round % 5 + 1))
+      :gsub("{quantity}", tostring(round % 9 + 1))
+      :gsub("{token}", s[k][2]))
+  end"#;
+
+/// The start of a wrk script: `local s = {` with a `{cookie, token}` per session (the caller
+/// closes it).
+fn lua_sessions(sessions: &[(String, String)]) -> String {
+    let mut lua = String::from("local s = {\n");
+    for (cookie, token) in sessions {
+        lua.push_str(&format!("  {{\"{cookie}\", \"{token}\"}},\n"));
+    }
+    lua
+}
+
 /// A wrk script cycling through sessions; `{cookie}` and `{token}` in `request` are filled per
 /// request from the list.
 pub(crate) fn lua_script(
@@ -12,10 +33,7 @@ pub(crate) fn lua_script(
     path: &str,
     body: &str,
 ) -> anyhow::Result<PathBuf> {
-    let mut lua = String::from("local s = {\n");
-    for (cookie, token) in sessions {
-        lua.push_str(&format!("  {{\"{cookie}\", \"{token}\"}},\n"));
-    }
+    let mut lua = lua_sessions(sessions);
     lua.push_str(&format!(
         r#"}}
 local n = #s
@@ -35,15 +53,7 @@ request = function()
   local j = i * step + (id or 0)
   local k = j % n + 1
   local round = math.floor(j / n)
-  -- {{product}} walks the catalog; {{line}} walks the 5 lines of a bench cart and {{quantity}}
-  -- cycles 1 to 9, so each visit to a line changes it (5 and 9 share no factor) and no cart
-  -- ever reaches a limit.
-  local fill = function(text)
-    return (text:gsub("{{product}}", tostring(round % 12 + 1))
-      :gsub("{{line}}", tostring(round % 5 + 1))
-      :gsub("{{quantity}}", tostring(round % 9 + 1))
-      :gsub("{{token}}", s[k][2]))
-  end
+{LUA_FILL}
   i = i + 1
   local headers = {{["Cookie"] = s[k][1], ["Content-Type"] = "application/x-www-form-urlencoded",
     ["X-Forwarded-For"] = "10." .. math.floor(k / 250) .. "." .. (k % 250) .. ".1"}}
@@ -106,10 +116,7 @@ pub(crate) fn mix_step(j: usize, n: usize) -> usize {
 
 /// A wrk script sending [`MIX`] session after session, as [`mix_step`] picks.
 pub(crate) fn mix_script(dir: &Path, sessions: &[(String, String)]) -> anyhow::Result<PathBuf> {
-    let mut lua = String::from("local s = {\n");
-    for (cookie, token) in sessions {
-        lua.push_str(&format!("  {{\"{cookie}\", \"{token}\"}},\n"));
-    }
+    let mut lua = lua_sessions(sessions);
     lua.push_str("}\nlocal mix = {\n");
     for (method, path, body, _) in MIX {
         lua.push_str(&format!("  {{\"{method}\", \"{path}\", \"{body}\"}},\n"));
@@ -122,12 +129,11 @@ request = function()
   local k = i % n + 1
   local round = math.floor(i / n)
   local m = mix[((k - 1) + round) % #mix + 1]
-  local fill = function(text)
-    return (text:gsub("{product}", tostring(round % 12 + 1))
-      :gsub("{line}", tostring(round % 5 + 1))
-      :gsub("{quantity}", tostring(round % 9 + 1))
-      :gsub("{token}", s[k][2]))
-  end
+"#,
+    );
+    lua.push_str(LUA_FILL);
+    lua.push_str(
+        r#"
   i = i + 1
   local headers = {["Cookie"] = s[k][1], ["Content-Type"] = "application/x-www-form-urlencoded",
     ["X-Forwarded-For"] = "10." .. math.floor((k - 1) / 250) .. "." .. ((k - 1) % 250) .. ".1"}

@@ -163,8 +163,10 @@ pub(crate) fn options() -> anyhow::Result<Options> {
 
 pub(crate) fn options_line(options: &Options) -> String {
     format!(
-        "{} s a run, {} valid runs per path",
-        options.seconds, options.runs
+        "{} s a run, {} valid run{} per path",
+        options.seconds,
+        options.runs,
+        if options.runs == 1 { "" } else { "s" }
     )
 }
 

@@ -218,75 +218,7 @@ impl Started {
 async fn start_redis_tls(work: &Path) -> anyhow::Result<(String, PathBuf, Child)> {
     let dir = work.join("redis-tls");
     std::fs::create_dir_all(&dir)?;
-    let openssl = |args: &[&str]| -> anyhow::Result<()> {
-        let status = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("openssl")?;
-        if !status.success() {
-            bail!("openssl {args:?} failed");
-        }
-        Ok(())
-    };
-    let (key, days) = (["-newkey", "rsa:2048", "-nodes"], ["-days", "1"]);
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &key,
-            &days,
-            &[
-                "-subj",
-                "/CN=bench CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-            ],
-        ]
-        .concat(),
-    )?;
-    openssl(
-        &[
-            &["req"][..],
-            &key,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "redis.key",
-                "-out",
-                "redis.csr",
-            ],
-        ]
-        .concat(),
-    )?;
-    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n")?;
-    openssl(
-        &[
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "redis.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-            ][..],
-            &[
-                "-CAcreateserial",
-                "-extfile",
-                "san.cnf",
-                "-out",
-                "redis.crt",
-            ],
-            &days,
-        ]
-        .concat(),
-    )?;
+    shop_lab::tls::throwaway_ca_and_certificate(&dir, "redis")?;
     let port = free_port()?;
     println!("== starting a Redis that speaks only TLS on {port}");
     let child = Command::new("redis-server")
@@ -312,13 +244,8 @@ async fn start_redis_tls(work: &Path) -> anyhow::Result<(String, PathBuf, Child)
         .spawn()
         .context("could not start redis-server")?;
     let address = format!("127.0.0.1:{port}");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(&address).await.is_ok() {
-            return Ok((format!("rediss://{address}"), dir.join("ca.crt"), child));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("redis-server did not listen for TLS on {address}")
+    listening(&address, "redis-server (TLS)").await?;
+    Ok((format!("rediss://{address}"), dir.join("ca.crt"), child))
 }
 
 /// A fresh Redis on a free loopback port that persists as compose runs it: an append-only file,
@@ -345,13 +272,19 @@ async fn start_redis_aof(work: &Path) -> anyhow::Result<(String, Child)> {
         .spawn()
         .context("could not start redis-server")?;
     let address = format!("127.0.0.1:{port}");
+    listening(&address, "redis-server").await?;
+    Ok((format!("redis://{address}"), child))
+}
+
+/// Waits up to 5 s for a server just started to accept connections on `address`.
+async fn listening(address: &str, server: &str) -> anyhow::Result<()> {
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(&address).await.is_ok() {
-            return Ok((format!("redis://{address}"), child));
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("redis-server did not listen on {address}")
+    bail!("{server} did not listen on {address}")
 }
 
 /// A fresh memcached on a free loopback port, with room for every session a run makes.
@@ -365,11 +298,6 @@ pub(crate) async fn start_memcached() -> anyhow::Result<(String, Child)> {
         .kill_on_drop(true)
         .spawn()
         .context("could not start memcached (apt-get install memcached)")?;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(&address).await.is_ok() {
-            return Ok((address, child));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("memcached did not listen on {address}")
+    listening(&address, "memcached").await?;
+    Ok((address, child))
 }

@@ -9,6 +9,7 @@ pub mod report;
 pub mod scenario;
 pub mod shopper;
 pub mod svg;
+pub mod tls;
 
 pub use cluster::{Balancing, Cluster, ClusterConfig, NginxConfs, signal_group};
 pub use redis_cluster::RedisCluster;

@@ -119,78 +119,10 @@ struct TlsRedis {
     dir: tempfile::TempDir,
 }
 
-fn openssl(args: &[&str], dir: &std::path::Path) {
-    let made = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(made.success(), "openssl {args:?}");
-}
-
 async fn tls_redis() -> TlsRedis {
     let dir = tempfile::tempdir().unwrap();
-    let days = ["-days", "1"];
-    openssl(
-        &[
-            &["req", "-x509", "-newkey", "rsa:2048", "-nodes"],
-            &days[..],
-            &[
-                "-subj",
-                "/CN=shop test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-            ],
-        ]
-        .concat(),
-        dir.path(),
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "redis.key",
-            "-out",
-            "redis.csr",
-        ],
-        dir.path(),
-    );
-    std::fs::write(
-        dir.path().join("san.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        &[
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "redis.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-extfile",
-                "san.cnf",
-                "-out",
-                "redis.crt",
-            ][..],
-            &days[..],
-        ]
-        .concat(),
-        dir.path(),
-    );
+    shop_lab::tls::throwaway_ca_and_certificate(dir.path(), "redis")
+        .expect("a CA and a certificate");
     let port = free_ports::<1>().unwrap()[0];
     let file = |name: &str| dir.path().join(name).display().to_string();
     let server = tokio::process::Command::new("redis-server")
