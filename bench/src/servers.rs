@@ -222,23 +222,7 @@ async fn start_redis_tls(work: &Path) -> anyhow::Result<(String, PathBuf, Child)
     let port = free_port()?;
     println!("== starting a Redis that speaks only TLS on {port}");
     let child = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
-        .arg("--tls-cert-file")
-        .arg(dir.join("redis.crt"))
-        .arg("--tls-key-file")
-        .arg(dir.join("redis.key"))
-        .arg("--tls-ca-cert-file")
-        .arg(dir.join("ca.crt"))
+        .args(shop_lab::tls::redis_server_args(&dir, port))
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -2,6 +2,7 @@
 //! `localhost`, with `openssl`: for a store that speaks only TLS on loopback (the benchmark's
 //! `redis-tls`, the tests' TLS Redis), reached as a managed one is, with the CA configured.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -67,4 +68,34 @@ pub fn throwaway_ca_and_certificate(dir: &Path, name: &str) -> anyhow::Result<()
         ]
         .concat(),
     )
+}
+
+/// The arguments of a `redis-server` that speaks only TLS on `port` of loopback, with the
+/// certificate [`throwaway_ca_and_certificate`] wrote as `redis` into `dir`, no client
+/// certificates asked, and nothing kept on disk.
+pub fn redis_server_args(dir: &Path, port: u16) -> Vec<OsString> {
+    let mut args: Vec<OsString> = [
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--tls-port",
+    ]
+    .map(OsString::from)
+    .into();
+    args.push(port.to_string().into());
+    for (flag, file) in [
+        ("--tls-auth-clients", None),
+        ("--tls-cert-file", Some("redis.crt")),
+        ("--tls-key-file", Some("redis.key")),
+        ("--tls-ca-cert-file", Some("ca.crt")),
+    ] {
+        args.push(flag.into());
+        args.push(file.map_or_else(|| "no".into(), |name| dir.join(name).into_os_string()));
+    }
+    args
 }

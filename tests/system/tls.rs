@@ -124,26 +124,8 @@ async fn tls_redis() -> TlsRedis {
     shop_lab::tls::throwaway_ca_and_certificate(dir.path(), "redis")
         .expect("a CA and a certificate");
     let port = free_ports::<1>().unwrap()[0];
-    let file = |name: &str| dir.path().join(name).display().to_string();
     let server = tokio::process::Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
-        .args([
-            "--tls-cert-file",
-            &file("redis.crt"),
-            "--tls-key-file",
-            &file("redis.key"),
-        ])
-        .args(["--tls-ca-cert-file", &file("ca.crt")])
+        .args(shop_lab::tls::redis_server_args(dir.path(), port))
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
