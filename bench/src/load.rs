@@ -160,6 +160,7 @@ pub(crate) fn steady_mix(sessions: &[(String, String)]) -> Vec<steady::Request> 
                 body: (method == "POST").then(|| fill(body)),
                 client: client_of(k),
                 ok,
+                session: k,
             }
         })
         .collect()

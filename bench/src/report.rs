@@ -62,6 +62,9 @@ const COMMON_RATE: f64 = 1000.0;
 /// A point of the latency curve whose p99 is above this fails the run: a shopper waits.
 const CURVE_P99_BOUND_MS: f64 = 100.0;
 
+/// The shortest point the bound applies to.
+const CURVE_BOUND_SECONDS: u32 = 3;
+
 /// One run of a path.
 pub struct Sample {
     pub wrk: WrkResult,
@@ -216,6 +219,9 @@ pub struct StoreRun {
     pub steady: Vec<(Path, crate::steady::Steady)>,
     /// The mix at each of [`CURVE_RATES`] up to 90% of the store's own saturated rate with it.
     pub curve: Vec<crate::steady::Steady>,
+    /// Seconds each point of the curve ran: under [`CURVE_BOUND_SECONDS`], its p99 is mostly
+    /// the first connections' and the bound does not apply (CI's one-second smoke runs).
+    pub curve_seconds: u32,
     /// What `--store-sessions` more signed-in sessions cost the store itself.
     pub store_memory: Option<crate::store_memory::StoreMemory>,
     pub bytes_per_session: usize,
@@ -280,7 +286,9 @@ impl StoreRun {
             }
         }
         for point in &self.curve {
-            if point.failed > 0 || point.p99_ms > CURVE_P99_BOUND_MS {
+            let over =
+                point.p99_ms > CURVE_P99_BOUND_MS && self.curve_seconds >= CURVE_BOUND_SECONDS;
+            if point.failed > 0 || over {
                 failures.push(format!(
                     "{}, the mix at {:.0} req/s (open loop): p99 {:.1} ms (bound {CURVE_P99_BOUND_MS:.0} ms), {} of {} failed",
                     self.name, point.rate, point.p99_ms, point.failed, point.sent
@@ -705,7 +713,8 @@ fn curve_section(out: &mut String, runs: &[StoreRun]) {
         "## The latency curve: the mix at the same rates on every store\n\nOpen loop (as below), \
          each rate for the run's seconds; p50 / p99 / p99.9 in ms, and failed requests. A store's \
          curve stops short of 90% of the rate it reached with the mix saturated (\"–\"). Any \
-         failed request, or a p99 above {CURVE_P99_BOUND_MS:.0} ms, fails the run. \
+         failed request, or a p99 above {CURVE_P99_BOUND_MS:.0} ms (in points of \
+         {CURVE_BOUND_SECONDS} s or more), fails the run. \
          The chart: `curve.svg`.\n\n| store |"
     );
     for rate in CURVE_RATES {
@@ -1022,6 +1031,7 @@ mod tests {
             peer: Vec::new(),
             steady,
             curve: Vec::new(),
+            curve_seconds: 5,
             store_memory: None,
             bytes_per_session: 0,
             acknowledged_adds: 10,

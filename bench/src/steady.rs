@@ -29,6 +29,11 @@ pub struct Request {
     pub client: String,
     /// The status it must answer: 200 for a page, 303 for a form's redirect.
     pub ok: u16,
+    /// The session it belongs to (an index). One shopper does not send a second change while
+    /// the first is unanswered: a write waits for the same session's write in flight (its wait
+    /// counts in its latency, timed from when it was due), where sending it at once would have
+    /// the shop refuse one of the two as a concurrent change (409).
+    pub session: usize,
 }
 
 /// What a steady run saw.
@@ -101,17 +106,28 @@ async fn generate(
         .trim_start_matches("http://")
         .parse()
         .context("the base is http://address:port")?;
-    let requests: Arc<Vec<(Vec<u8>, u16)>> =
-        Arc::new(requests.iter().map(|r| (written(r), r.ok)).collect());
+    let sessions = requests.iter().map(|r| r.session + 1).max().unwrap_or(1);
+    let requests: Arc<Vec<Written>> = Arc::new(
+        requests
+            .iter()
+            .map(|r| Written {
+                bytes: written(r),
+                ok: r.ok,
+                write_of: r.post.then_some(r.session),
+            })
+            .collect(),
+    );
+    let writing: Arc<Vec<tokio::sync::Mutex<()>>> =
+        Arc::new((0..sessions).map(|_| tokio::sync::Mutex::new(())).collect());
     let pool = Arc::new(Pool {
         address,
         idle: Mutex::new(Vec::new()),
     });
     // A short run at the same rate first, so connections are open before anything is timed.
-    let warm = send_all(&pool, &requests, rate, rate.min(2000.0) as u64).await?;
+    let warm = send_all(&pool, &requests, &writing, rate, rate.min(2000.0) as u64).await?;
     drop(warm);
     let total = (rate * f64::from(seconds)) as u64;
-    let timed = send_all(&pool, &requests, rate, total).await?;
+    let timed = send_all(&pool, &requests, &writing, rate, total).await?;
     let failed = timed.iter().filter(|t| t.failure.is_some()).count() as u64;
     let mut failures: Vec<(String, u64)> = Vec::new();
     for why in timed.iter().filter_map(|t| t.failure.as_ref()) {
@@ -134,6 +150,14 @@ async fn generate(
         p999_ms: percentile(&latencies, 99.9),
         late_p99_ms: percentile(&late, 99.0),
     })
+}
+
+/// A request as the generator sends it.
+struct Written {
+    bytes: Vec<u8>,
+    ok: u16,
+    /// For a write, its session: it waits for that session's write in flight.
+    write_of: Option<usize>,
 }
 
 struct Timed {
@@ -249,7 +273,8 @@ async fn answer(pool: &Pool, request: &[u8]) -> std::io::Result<Option<u16>> {
 /// has a resolution of one) and yields to the requests in flight after that.
 async fn send_all(
     pool: &Arc<Pool>,
-    requests: &Arc<Vec<(Vec<u8>, u16)>>,
+    requests: &Arc<Vec<Written>>,
+    writing: &Arc<Vec<tokio::sync::Mutex<()>>>,
     rate: f64,
     total: u64,
 ) -> anyhow::Result<Vec<Timed>> {
@@ -273,13 +298,19 @@ async fn send_all(
             }
         }
         let late_micros = due.elapsed().as_micros() as u64;
-        let (pool, requests) = (pool.clone(), requests.clone());
+        let (pool, requests, writing) = (pool.clone(), requests.clone(), writing.clone());
         flight.spawn(async move {
-            let (request, ok) = &requests[(i as usize) % requests.len()];
-            let failure =
-                tokio::time::timeout(Duration::from_secs(10), exchange(&pool, request, *ok))
-                    .await
-                    .unwrap_or_else(|_| Some("no answer within 10 s".to_owned()));
+            let request = &requests[(i as usize) % requests.len()];
+            let answered = async {
+                let _one_write_at_a_time = match request.write_of {
+                    Some(session) => Some(writing[session].lock().await),
+                    None => None,
+                };
+                exchange(&pool, &request.bytes, request.ok).await
+            };
+            let failure = tokio::time::timeout(Duration::from_secs(10), answered)
+                .await
+                .unwrap_or_else(|_| Some("no answer within 10 s".to_owned()));
             Timed {
                 micros: due.elapsed().as_micros() as u64,
                 late_micros,

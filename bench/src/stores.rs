@@ -402,6 +402,7 @@ async fn measure_store(
             peer,
             steady,
             curve,
+            curve_seconds: options.seconds,
             store_memory,
             bytes_per_session: stored,
             acknowledged_adds: acknowledged,
@@ -425,6 +426,7 @@ fn steady_reads(cookie: &str) -> Vec<steady::Request> {
         body: None,
         client: "10.0.0.1".to_owned(),
         ok: 200,
+        session: 0,
     }]
 }
 
@@ -442,6 +444,7 @@ fn steady_writes(sessions: &[(String, String)]) -> Vec<steady::Request> {
                 body: Some(fill("quantity={quantity}&csrf_token={token}")),
                 client: client_of(k),
                 ok: 303,
+                session: k,
             }
         })
         .collect()
