@@ -42,7 +42,7 @@ pub struct Steady {
     pub rate: f64,
     pub sent: u64,
     pub failed: u64,
-    /// Why they failed: each reason ("answered 503", "timed out after 10 s") and how often.
+    /// Why they failed: each reason ("answered 503", "no answer within 10 s") and how often.
     pub failures: Vec<(String, u64)>,
     pub p50_ms: f64,
     pub p99_ms: f64,
