@@ -11,13 +11,17 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 passed=0
 # One journey through the running stack; any failure stops the script (set -e), after the
-# replicas' last log lines, which say why, and then the failure again: CI shows a log's tail.
+# replicas' last log lines and their warnings and errors, which say why, and then the failure
+# again: CI shows a log's tail.
 journey() {
   local said
   said=$(mktemp)
   if ! python3 .ci/compose/journeys.py "$@" 2>"$said"; then
     cat "$said" >&2
     docker compose logs --no-color --tail 60 shop >&2 || true
+    # What the shop said of a failure (a 503's cause is an ERROR line), wherever it is in the log.
+    echo "the replicas' warnings and errors:" >&2
+    docker compose logs --no-color shop 2>/dev/null | grep -E ' (WARN|ERROR) ' | tail -20 >&2 || true
     echo "compose journey '$*' failed: $(tail -5 "$said")" >&2
     rm -f "$said"
     return 1

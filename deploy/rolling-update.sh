@@ -28,7 +28,9 @@ for id in $old; do
   echo "rolling update: ${new:0:12} is up and healthy; stopping ${id:0:12} (it drains first)"
   stop_started=$(date +%s)
   docker stop "$id" >/dev/null
-  docker rm "$id" >/dev/null
   echo "rolling update: ${id:0:12} stopped in $(($(date +%s) - stop_started)) s"
+  # Its warnings and errors go before its log does: a shopper's failed request is explained here.
+  docker logs "$id" 2>&1 | grep -E ' (WARN|ERROR) ' | tail -20 | sed "s/^/  ${id:0:12}: /" || true
+  docker rm "$id" >/dev/null
 done
 echo "rolling update: $count replicas replaced in $(($(date +%s) - started)) s"

@@ -321,6 +321,8 @@ def journey_rolling(store):
     bad = counts["outside 2xx/3xx"] + counts["signed out"] + counts["carts wrong"]
     summary = ", ".join(f"{n} {name}" for name, n in counts.items())
     if bad or counts["adds"] < len(shoppers):
+        # The stopped replicas' logs are gone with them; the update printed their warnings.
+        print(output, file=sys.stderr)
         fail(f"{store} rolling update: {summary}; {problems}")
     last = output.strip().splitlines()[-1]
     print(f"compose {store} rolling update ({last.removeprefix('rolling update: ')}): {summary}")
