@@ -5,17 +5,26 @@ pub mod orders;
 pub mod products;
 pub mod users;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
+/// Connections to the shop's database at most: in all on SQLite, per thread on PostgreSQL
+/// (the main thread and each worker).
+const fn connections(sqlite: bool) -> u32 {
+    if sqlite { 8 } else { 4 }
+}
+
 /// A pool over whichever database `DATABASE_URL` names.
 #[derive(Clone)]
 pub struct Database {
-    pool: AnyPool,
+    pools: Pools,
     catalog: products::CatalogCache,
     sqlite: bool,
 }
@@ -23,9 +32,10 @@ pub struct Database {
 impl Database {
     /// Connects, creates a SQLite file on first run, and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let pool = connect_any(url, if is_sqlite(url) { 8 } else { 10 })
+        let pools = Pools::connect(url, connections(is_sqlite(url)))
             .await
             .context("could not connect to DATABASE_URL")?;
+        let pool = pools.get();
         let mut migrator = if is_sqlite(url) {
             sqlx::migrate!("./migrations/sqlite")
         } else {
@@ -40,14 +50,15 @@ impl Database {
             .await
             .context("could not apply the database migrations")?;
         Ok(Self {
-            pool,
+            pools,
             catalog: Default::default(),
             sqlite: is_sqlite(url),
         })
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// This thread's pool.
+    pub fn pool(&self) -> AnyPool {
+        self.pools.get()
     }
 
     /// The database's own clock, in seconds since the epoch: one clock for every replica, where
@@ -58,14 +69,85 @@ impl Database {
         } else {
             "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)"
         };
-        let (now,): (i64,) = sqlx::query_as(query).fetch_one(&self.pool).await?;
+        let (now,): (i64,) = sqlx::query_as(query).fetch_one(&self.pool()).await?;
         Ok(now)
     }
 
     /// One round trip, for `/readyz`.
     pub async fn ping(&self) -> anyhow::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.pool()).await?;
         Ok(())
+    }
+}
+
+/// sqlx pools over one URL: one shared pool for SQLite, one per thread for PostgreSQL.
+///
+/// A PostgreSQL connection's socket belongs to the runtime of the thread that opened it, and
+/// each actix worker runs its own. With one pool shared by every worker, a worker queried over
+/// connections another had opened: their answers were noticed only when that worker's loop
+/// turned, and once it had stopped (a replica's workers stop one by one when it is replaced)
+/// they failed with "A Tokio 1.x context was found, but it is being shutdown", a shopper's
+/// 503. So each thread has its own pool, made on its first query. (SQLite's connections each
+/// run on a thread of their own, and a file or in-memory database is shared through one pool.)
+#[derive(Clone)]
+pub struct Pools {
+    first: AnyPool,
+    /// PostgreSQL's: what makes each thread's pool.
+    per_thread: Option<Arc<PerThread>>,
+}
+
+struct PerThread {
+    id: u64,
+    url: String,
+    connections: u32,
+}
+
+thread_local! {
+    static POOLS: RefCell<HashMap<u64, AnyPool>> = RefCell::new(HashMap::new());
+}
+
+impl Pools {
+    /// Connects with at most `connections`: in all on SQLite, on each thread that queries on
+    /// PostgreSQL (the first pool is this thread's, connected now).
+    pub async fn connect(url: &str, connections: u32) -> anyhow::Result<Self> {
+        if is_sqlite(url) {
+            let first = connect_any(url, connections).await?;
+            return Ok(Self {
+                first,
+                per_thread: None,
+            });
+        }
+        let first = connect_any(url, connections).await?;
+        let per_thread = PerThread {
+            id: rand::random(),
+            url: url.to_owned(),
+            connections,
+        };
+        POOLS.with(|pools| pools.borrow_mut().insert(per_thread.id, first.clone()));
+        Ok(Self {
+            first,
+            per_thread: Some(Arc::new(per_thread)),
+        })
+    }
+
+    /// This thread's pool (SQLite's only one).
+    pub fn get(&self) -> AnyPool {
+        let Some(per_thread) = &self.per_thread else {
+            return self.first.clone();
+        };
+        POOLS.with(|pools| {
+            pools
+                .borrow_mut()
+                .entry(per_thread.id)
+                .or_insert_with(|| {
+                    pool_options(per_thread.connections, false)
+                        .connect_lazy(&per_thread.url)
+                        // The URL parsed when the first pool connected; should it not now,
+                        // the first pool serves.
+                        .unwrap_or_else(|_| self.first.clone())
+                })
+                .clone()
+        })
     }
 }
 
@@ -82,7 +164,18 @@ pub async fn connect_any(url: &str, max_connections: u32) -> anyhow::Result<AnyP
     } else {
         url.to_owned()
     };
-    let pool = AnyPoolOptions::new()
+    let pool = pool_options(max_connections, sqlite).connect(&url).await?;
+    if sqlite {
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await?;
+    }
+    Ok(pool)
+}
+
+/// The pool's settings: how connections are checked before use and set up after opening.
+fn pool_options(max_connections: u32, sqlite: bool) -> AnyPoolOptions {
+    AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
         // No ping before handing out a busy connection: it was a round trip per query (a
@@ -110,14 +203,6 @@ pub async fn connect_any(url: &str, max_connections: u32) -> anyhow::Result<AnyP
                 Ok(())
             })
         })
-        .connect(&url)
-        .await?;
-    if sqlite {
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&pool)
-            .await?;
-    }
-    Ok(pool)
 }
 
 /// A SQLite URL that creates its file, with the folder made beforehand.

@@ -205,7 +205,7 @@ impl Database {
         )
         .bind(token)
         .bind(user.get())
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         if void.is_some() {
             return Ok(Some(TokenUse::Voided));
@@ -218,7 +218,7 @@ impl Database {
         )
         .bind(token)
         .bind(user.get())
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         Ok(row.map(|(id, voided)| {
             if voided != 0 {
@@ -244,7 +244,7 @@ impl Database {
         .bind(token)
         .bind(user.get())
         .bind(now())
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         if inserted.is_some() {
             return Ok(TokenUse::Voided);
@@ -262,7 +262,7 @@ impl Database {
         let tokens =
             sqlx::query("DELETE FROM checkout_tokens WHERE voided = 1 AND created_at < $1")
                 .bind(before)
-                .execute(self.pool())
+                .execute(&self.pool())
                 .await?
                 .rows_affected();
         let orders = sqlx::query(
@@ -270,7 +270,7 @@ impl Database {
              AND NOT EXISTS (SELECT 1 FROM order_lines WHERE order_id = orders.id)",
         )
         .bind(before)
-        .execute(self.pool())
+        .execute(&self.pool())
         .await?
         .rows_affected();
         Ok(tokens + orders)
@@ -282,7 +282,7 @@ impl Database {
              WHERE user_id = $1 AND NOT voided ORDER BY id DESC",
         )
         .bind(user.get())
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await
     }
 
@@ -298,7 +298,7 @@ impl Database {
         )
         .bind(id.get())
         .bind(user.get())
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await?;
         let Some(order) = order else { return Ok(None) };
         let lines = sqlx::query_as(
@@ -306,7 +306,7 @@ impl Database {
              WHERE order_id = $1 ORDER BY id",
         )
         .bind(order.id)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await?;
         Ok(Some((order, lines)))
     }

@@ -95,7 +95,7 @@ impl Database {
         sqlx::query_as(
             "SELECT id, name, description, price_cents, stock, image FROM products ORDER BY id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool())
         .await
     }
 
@@ -104,7 +104,7 @@ impl Database {
             "SELECT id, name, description, price_cents, stock, image FROM products WHERE id = $1",
         )
         .bind(id.get())
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool())
         .await
     }
 }

@@ -24,7 +24,7 @@ impl Database {
     pub async fn user_by_email(&self, email: &Email) -> Result<Option<UserRow>, sqlx::Error> {
         sqlx::query_as("SELECT id, email, password_hash FROM users WHERE email = $1")
             .bind(email.as_str())
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.pool())
             .await
     }
 
@@ -39,7 +39,7 @@ impl Database {
         .bind(email.as_str())
         .bind(password_hash)
         .bind(now())
-        .fetch_one(self.pool())
+        .fetch_one(&self.pool())
         .await;
         match row {
             Ok((id,)) => Ok(UserId::from_db(id)),

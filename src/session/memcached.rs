@@ -9,6 +9,8 @@
 //! new session picks a key that lands on a live server. With one server, an outage is an outage:
 //! errors, which the shop answers with 503.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use super::error::Context;
@@ -26,13 +28,32 @@ use crate::env::{ConfigError, Env, invalid};
 
 #[derive(Clone)]
 pub struct MemcachedStore {
-    client: AsyncMemcache,
+    /// `MEMCACHED_SERVERS` as configured: the router scores a key against these names.
+    servers: Vec<String>,
+    /// Which store this is, for this thread's clients of it.
+    id: u64,
+    prefix: String,
+}
+
+/// One thread's clients of one store.
+#[derive(Clone)]
+struct Clients {
+    all: AsyncMemcache,
     /// The same client, for the reads and compare-and-sets of page views and cart changes,
     /// batched per worker turn.
     pipeline: Pipeline,
     /// One client per server, to tell which servers answer.
-    probes: Vec<(String, AsyncMemcache)>,
-    prefix: String,
+    probes: Vec<AsyncMemcache>,
+}
+
+thread_local! {
+    /// Clients per store and thread, as Redis's connections are. A socket belongs to the
+    /// runtime that dialled it, and each actix worker runs its own: with one pool shared by
+    /// every worker, a worker used connections another had dialled, whose readiness came only
+    /// when that worker's loop turned, and which failed once that worker had stopped. A
+    /// draining replica answered a shopper 503 at a rolling update ("could not read a session
+    /// from Memcached: … A Tokio 1.x context was found, but it is being shutdown").
+    static CLIENTS: RefCell<HashMap<u64, Clients>> = RefCell::new(HashMap::new());
 }
 
 fn ttl(ttl: &Duration) -> Ttl {
@@ -81,12 +102,12 @@ impl Router for XxhRendezvous {
 /// and sockets piling up in TIME_WAIT). A worker rarely has more requests in flight than this.
 const MAX_IDLE_CONNECTIONS: usize = 256;
 
-/// Connections in use per server at most: past it a request waits for one to come back (up to
-/// the connect timeout, then it fails as the server being unreachable would), so a stalled
-/// server costs a bounded number of sockets rather than one per waiting shopper.
+/// Connections in use per server and thread at most: past it a request waits for one to come
+/// back (up to the connect timeout, then it fails as the server being unreachable would), so a
+/// stalled server costs a bounded number of sockets rather than one per waiting shopper.
 const MAX_CONNECTIONS: usize = 1024;
 
-async fn client(servers: &[String]) -> StoreResult<AsyncMemcache> {
+async fn client(servers: &[String]) -> Result<AsyncMemcache, memcache::exp::Error> {
     AsyncMemcache::builder()
         .router(XxhRendezvous)
         .timeout(StdDuration::from_millis(500))
@@ -95,12 +116,27 @@ async fn client(servers: &[String]) -> StoreResult<AsyncMemcache> {
         .max_connections(MAX_CONNECTIONS)
         .connect_async(servers.iter().map(String::as_str))
         .await
-        .with_context(|| format!("could not set up Memcached at {}", servers.join(",")))
 }
 
 /// An answer of another kind than the operation asked for.
 fn unexpected(result: &OpResult) -> memcache::exp::Error {
     memcache::exp::Error::Protocol(format!("an answer of the wrong kind: {result:?}"))
+}
+
+/// A meta get through the pipeline.
+async fn get_op(pipeline: &Pipeline, get: Get) -> Result<GetResult, memcache::exp::Error> {
+    match pipeline.run(Op::Get(get)).await? {
+        OpResult::Get(read) => Ok(read),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// A meta set through the pipeline.
+async fn set_op(pipeline: &Pipeline, set: Set) -> Result<MutationResult, memcache::exp::Error> {
+    match pipeline.run(Op::Set(set)).await? {
+        OpResult::Mutation(set) => Ok(set),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// The memcached store's settings.
@@ -127,40 +163,57 @@ impl MemcachedSettings {
 
 impl MemcachedStore {
     pub async fn connect(settings: &MemcachedSettings) -> anyhow::Result<Self> {
-        let (servers, prefix) = (&settings.servers, &settings.key_prefix);
-        let mut probes = Vec::with_capacity(servers.len());
-        for server in servers {
-            probes.push((server.clone(), client(std::slice::from_ref(server)).await?));
-        }
-        let client = client(servers).await?;
         let store = Self {
-            pipeline: Pipeline::new(client.meta().clone()),
-            client,
-            probes,
-            prefix: prefix.to_owned(),
+            servers: settings.servers.clone(),
+            id: rand::random(),
+            prefix: settings.key_prefix.clone(),
         };
         store.ping().await?;
         Ok(store)
     }
 
+    /// What this thread's clients give `pick`; they are made on the thread's first use (the
+    /// servers' names resolved, no connection dialled yet).
+    async fn local<T>(&self, pick: impl Fn(&Clients) -> T) -> Result<T, memcache::exp::Error> {
+        if let Some(picked) = CLIENTS.with(|all| all.borrow().get(&self.id).map(&pick)) {
+            return Ok(picked);
+        }
+        let all = client(&self.servers).await?;
+        let mut probes = Vec::with_capacity(self.servers.len());
+        for server in &self.servers {
+            probes.push(client(std::slice::from_ref(server)).await?);
+        }
+        let clients = Clients {
+            pipeline: Pipeline::new(all.meta().clone()),
+            all,
+            probes,
+        };
+        let picked = pick(&clients);
+        CLIENTS.with(|all| all.borrow_mut().insert(self.id, clients));
+        Ok(picked)
+    }
+
+    /// This thread's client of every server.
+    async fn client(&self) -> StoreResult<AsyncMemcache> {
+        self.local(|clients| clients.all.clone())
+            .await
+            .with_context(|| self.not_set_up())
+    }
+
+    /// This thread's pipeline, for the reads and compare-and-sets of page views and cart
+    /// changes.
+    async fn pipeline(&self) -> StoreResult<Pipeline> {
+        self.local(|clients| clients.pipeline.clone())
+            .await
+            .with_context(|| self.not_set_up())
+    }
+
+    fn not_set_up(&self) -> String {
+        format!("could not set up Memcached at {}", self.servers.join(","))
+    }
+
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
-    }
-
-    /// A meta get through the pipeline.
-    async fn get_op(&self, get: Get) -> Result<GetResult, memcache::exp::Error> {
-        match self.pipeline.run(Op::Get(get)).await? {
-            OpResult::Get(read) => Ok(read),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// A meta set through the pipeline.
-    async fn set_op(&self, set: Set) -> Result<MutationResult, memcache::exp::Error> {
-        match self.pipeline.run(Op::Set(set)).await? {
-            OpResult::Mutation(set) => Ok(set),
-            other => Err(unexpected(&other)),
-        }
     }
 
     /// With several servers, a server that does not answer means "no session" for the keys it
@@ -190,24 +243,27 @@ impl MemcachedStore {
 impl RawStore for MemcachedStore {
     /// Whether keys are spread over several servers, so a new key can avoid a dead one.
     fn spreads_keys(&self) -> bool {
-        self.probes.len() > 1
+        self.servers.len() > 1
     }
 
     fn location(&self) -> String {
-        let servers: Vec<&str> = self.probes.iter().map(|(s, _)| s.as_str()).collect();
-        format!("{} (keys {}…)", servers.join(","), self.prefix)
+        format!("{} (keys {}…)", self.servers.join(","), self.prefix)
     }
 
     /// Ready while at least one server answers; names the ones that do not.
     async fn ping(&self) -> StoreResult<()> {
+        let probes = self
+            .local(|clients| clients.probes.clone())
+            .await
+            .with_context(|| self.not_set_up())?;
         let mut down = Vec::new();
-        for (server, probe) in &self.probes {
+        for (server, probe) in self.servers.iter().zip(probes) {
             if let Err(err) = probe.get::<Vec<u8>>("shop:ping").await {
                 log::warn!("Memcached server {server} does not answer: {err}");
                 down.push(server.as_str());
             }
         }
-        if down.len() == self.probes.len() {
+        if down.len() == self.servers.len() {
             return Err(StoreError::Unavailable(anyhow::anyhow!(
                 "no Memcached server answers ({})",
                 down.join(", ")
@@ -217,15 +273,15 @@ impl RawStore for MemcachedStore {
     }
 
     async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let read = self.client.get::<Vec<u8>>(self.key(key)).await;
+        let read = self.client().await?.get::<Vec<u8>>(self.key(key)).await;
         self.absent_if_spread(key, read)
     }
 
     /// A meta get with the touch flag: the read that also slides the expiry, in the same round
     /// trip. A missing key stays missing.
     async fn get_sliding(&self, key: &str, ttl_: &Duration) -> StoreResult<SlidingRead> {
-        let read = self
-            .get_op(Get::new(self.key(key)).touch(ttl(ttl_)))
+        let pipeline = self.pipeline().await?;
+        let read = get_op(&pipeline, Get::new(self.key(key)).touch(ttl(ttl_)))
             .await
             .map(|read| read.value);
         self.absent_if_spread(key, read).map(SlidingRead::slid)
@@ -233,7 +289,8 @@ impl RawStore for MemcachedStore {
 
     /// `add`: stores state only under a key no session has.
     async fn insert_new(&self, key: &str, state: &str, ttl_: &Duration) -> StoreResult<bool> {
-        self.client
+        self.client()
+            .await?
             .add(self.key(key), state, ttl(ttl_))
             .await
             .context("could not save a session to Memcached")
@@ -241,7 +298,8 @@ impl RawStore for MemcachedStore {
 
     /// `replace`: a session deleted meanwhile (logout) or expired stays gone.
     async fn replace(&self, key: &str, state: &str, ttl_: &Duration) -> StoreResult<()> {
-        self.client
+        self.client()
+            .await?
             .replace(self.key(key), state, ttl(ttl_))
             .await
             .context("could not update a session in Memcached")?;
@@ -258,8 +316,8 @@ impl RawStore for MemcachedStore {
         ttl_: &Duration,
     ) -> StoreResult<bool> {
         let key = self.key(key);
-        let current = self
-            .get_op(Get::new(&key).meta(Meta::NONE.cas()))
+        let pipeline = self.pipeline().await?;
+        let current = get_op(&pipeline, Get::new(&key).meta(Meta::NONE.cas()))
             .await
             .context("could not read a session from Memcached")?;
         let (Some(value), Some(cas)) = (current.value, current.item.cas) else {
@@ -268,10 +326,12 @@ impl RawStore for MemcachedStore {
         if value != expected {
             return Ok(false);
         }
-        let set = self
-            .set_op(Set::new(&key, state).ttl(ttl(ttl_)).compare_cas(cas))
-            .await
-            .context("could not update a session in Memcached")?;
+        let set = set_op(
+            &pipeline,
+            Set::new(&key, state).ttl(ttl(ttl_)).compare_cas(cas),
+        )
+        .await
+        .context("could not update a session in Memcached")?;
         Ok(set.applied())
     }
 
@@ -282,7 +342,8 @@ impl RawStore for MemcachedStore {
         let seconds = u32::try_from(window.whole_seconds())
             .unwrap_or(u32::MAX)
             .max(1);
-        let meta = self.client.meta();
+        let client = self.client().await?;
+        let meta = client.meta();
         let request = if delta >= 0 {
             meta.increment(&key)
                 .delta(delta.unsigned_abs())
@@ -304,14 +365,16 @@ impl RawStore for MemcachedStore {
     }
 
     async fn touch(&self, key: &str, ttl_: &Duration) -> StoreResult<()> {
-        self.client
+        self.client()
+            .await?
             .touch(self.key(key), ttl(ttl_))
             .await
             .context("could not refresh a session's expiry in Memcached")
     }
 
     async fn remove(&self, key: &str) -> StoreResult<()> {
-        self.client
+        self.client()
+            .await?
             .delete(self.key(key))
             .await
             .context("could not delete a session from Memcached")
@@ -320,11 +383,11 @@ impl RawStore for MemcachedStore {
     /// The stored value and its remaining lifetime in seconds, as Memcached holds them.
     async fn raw(&self, key: &str) -> StoreResult<Option<(String, i64)>> {
         let key = self.key(key);
-        let Some(value) = self.client.get::<Vec<u8>>(&key).await? else {
+        let client = self.client().await?;
+        let Some(value) = client.get::<Vec<u8>>(&key).await? else {
             return Ok(None);
         };
-        let ttl = self
-            .client
+        let ttl = client
             .inspect(&key)
             .await?
             .and_then(|info| info.ttl)

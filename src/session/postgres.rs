@@ -6,7 +6,7 @@ use super::error::Context;
 
 use super::redact_url;
 use super::sql::{Dialect, SqlStore};
-use crate::db::connect_any;
+use crate::db::Pools;
 use crate::db::is_postgres;
 use crate::env::{ConfigError, Env, invalid};
 
@@ -48,10 +48,15 @@ impl PostgresSettings {
     }
 }
 
+/// Connections to the session database per thread at most (the main thread and each worker).
+/// Six keep PostgreSQL's two cores here busy from one worker; a replica with W workers opens at
+/// most 6 × (W + 1).
+const CONNECTIONS_PER_THREAD: u32 = 6;
+
 pub async fn connect(settings: &PostgresSettings) -> anyhow::Result<SqlStore> {
     let url = &settings.database_url;
-    let pool = connect_any(url, 16)
+    let pools = Pools::connect(url, CONNECTIONS_PER_THREAD)
         .await
         .context("could not connect to the PostgreSQL session database")?;
-    SqlStore::open(pool, Dialect::Postgres, redact_url(url)).await
+    SqlStore::open(pools, Dialect::Postgres, redact_url(url)).await
 }

@@ -7,8 +7,8 @@
 //! reaps at a time instead of all of them racing over the same rows.
 
 use super::error::Context;
+use crate::db::Pools;
 use actix_web::cookie::time::Duration;
-use sqlx::AnyPool;
 
 use super::codec::{millis, now_millis};
 use super::{RawStore, SlidingRead, StoreResult};
@@ -35,7 +35,7 @@ pub(super) enum Dialect {
 
 #[derive(Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pools: Pools,
     dialect: Dialect,
     location: String,
 }
@@ -44,11 +44,11 @@ impl SqlStore {
     /// Creates the table if needed (under the advisory lock on PostgreSQL, where instances
     /// starting together would otherwise race on `CREATE TABLE`).
     pub(super) async fn open(
-        pool: AnyPool,
+        pools: Pools,
         dialect: Dialect,
         location: String,
     ) -> anyhow::Result<Self> {
-        let mut tx = pool.begin().await?;
+        let mut tx = pools.get().begin().await?;
         if dialect == Dialect::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(PG_LOCK)
@@ -61,7 +61,7 @@ impl SqlStore {
             .context("could not create the sessions table")?;
         tx.commit().await?;
         Ok(Self {
-            pool,
+            pools,
             dialect,
             location,
         })
@@ -74,7 +74,7 @@ impl RawStore for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.pools.get()).await?;
         Ok(())
     }
 
@@ -84,7 +84,7 @@ impl RawStore for SqlStore {
             sqlx::query_as("SELECT state FROM sessions WHERE key = $1 AND expires_at > $2")
                 .bind(key)
                 .bind(now_millis())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pools.get())
                 .await
                 .context("could not load a session")?;
         Ok(row.map(|(state,)| state.into_bytes()))
@@ -100,7 +100,7 @@ impl RawStore for SqlStore {
         )
         .bind(key)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.pools.get())
         .await
         .context("could not load a session")?;
         Ok(match row {
@@ -124,7 +124,7 @@ impl RawStore for SqlStore {
         .bind(state)
         .bind(now + millis(ttl))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.pools.get())
         .await
         .context("could not save a session")?;
         Ok(inserted.rows_affected() == 1)
@@ -140,7 +140,7 @@ impl RawStore for SqlStore {
         .bind(state)
         .bind(now + millis(ttl))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.pools.get())
         .await
         .context("could not update a session")?;
         Ok(())
@@ -167,7 +167,7 @@ impl RawStore for SqlStore {
         .bind(state)
         .bind(now + millis(ttl))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.pools.get())
         .await
         .context("could not update a session")?;
         Ok(swapped.rows_affected() == 1)
@@ -196,7 +196,7 @@ impl RawStore for SqlStore {
         .bind(now + millis(window))
         .bind(now)
         .bind(delta)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.pools.get())
         .await
         .context("could not count")?;
         Ok(value.parse().unwrap_or(0))
@@ -210,7 +210,7 @@ impl RawStore for SqlStore {
             .bind(key)
             .bind(now + millis(ttl))
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.pools.get())
             .await
             .context("could not slide a session's expiry")?;
         Ok(())
@@ -219,7 +219,7 @@ impl RawStore for SqlStore {
     async fn remove(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE key = $1")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.pools.get())
             .await
             .context("could not delete a session")?;
         Ok(())
@@ -230,7 +230,7 @@ impl RawStore for SqlStore {
     async fn reap_expired(&self) -> StoreResult<u64> {
         let mut total = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pools.get().begin().await?;
             if self.dialect == Dialect::Postgres {
                 let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
                     .bind(PG_LOCK)
@@ -263,7 +263,7 @@ impl RawStore for SqlStore {
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT state, expires_at FROM sessions WHERE key = $1")
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pools.get())
                 .await?;
         Ok(row.map(|(state, expires_at)| (state, (expires_at - now_millis()) / 1000)))
     }

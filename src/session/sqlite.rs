@@ -4,7 +4,7 @@
 use super::error::Context;
 
 use super::sql::{Dialect, SqlStore};
-use crate::db::connect_any;
+use crate::db::Pools;
 use crate::db::is_sqlite;
 use crate::env::{ConfigError, Env, invalid};
 
@@ -32,9 +32,9 @@ impl SqliteSettings {
 /// Opens (creating if needed) the session file named by `SESSION_DATABASE_URL`.
 pub async fn connect(settings: &SqliteSettings) -> anyhow::Result<SqlStore> {
     let url = &settings.database_url;
-    let pool = connect_any(url, 8)
+    let pools = Pools::connect(url, 8)
         .await
         .with_context(|| format!("could not open the SQLite session file {url}"))?;
     let location = url.trim_start_matches("sqlite://").to_owned();
-    SqlStore::open(pool, Dialect::Sqlite, location).await
+    SqlStore::open(pools, Dialect::Sqlite, location).await
 }

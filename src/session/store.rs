@@ -37,8 +37,9 @@ pub struct Store {
 pub(super) enum Kind {
     Sql(SqlStore),
     Memory(MemoryStore),
+    /// Shared: some hundreds of bytes, where the others are a few dozen.
     #[cfg(feature = "redis")]
-    Redis(RedisStore),
+    Redis(Arc<RedisStore>),
     #[cfg(feature = "memcached")]
     Memcached(MemcachedStore),
 }
@@ -82,7 +83,7 @@ impl Store {
                 Kind::Sql(super::postgres::connect(settings).await?)
             }
             #[cfg(feature = "redis")]
-            StoreSettings::Redis(settings) => Kind::Redis(RedisStore::connect(settings).await?),
+            StoreSettings::Redis(settings) => Kind::Redis(Arc::new(RedisStore::connect(settings).await?)),
             #[cfg(feature = "memcached")]
             StoreSettings::Memcached(settings) => {
                 Kind::Memcached(MemcachedStore::connect(settings).await?)

@@ -305,6 +305,73 @@ async fn modify_of_a_missing_session_changes_nothing(backend: &str) {
     );
 }
 
+/// Each actix worker runs its own runtime, and a replica's workers stop one by one when it is
+/// replaced: a store that another runtime used serves this one while that runtime is idle and
+/// after it has stopped. (Memcached's pool and PostgreSQL's, shared by every worker, handed out
+/// connections opened on another worker's runtime: answers waited for that worker's loop, and
+/// failed once it had stopped; a draining replica answered a shopper 503 in CI's rolling update.)
+async fn a_store_outlives_a_runtime_that_used_it(backend: &str) {
+    let store = store(backend).await;
+    let worker = store.clone();
+    let (saved, stop) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let other = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Saves in flight together, so this runtime opens several connections.
+        let keys = runtime.block_on(async {
+            let mut saves = tokio::task::JoinSet::new();
+            for n in 0..8 {
+                let worker = worker.clone();
+                saves.spawn(async move {
+                    let state = HashMap::from([("n".to_owned(), n.to_string())]);
+                    (n, worker.save(state, &TTL).await.unwrap())
+                });
+            }
+            saves.join_all().await
+        });
+        saved.0.send(keys).unwrap();
+        // Idle (its loop not turning) until told to stop.
+        stop.1.recv().unwrap();
+        drop(runtime);
+    });
+    let keys = saved.1.recv().unwrap();
+    every_session_loads_and_changes(&store, &keys, "while the other runtime is idle").await;
+    stop.0.send(()).unwrap();
+    other.join().unwrap();
+    every_session_loads_and_changes(&store, &keys, "after it stopped").await;
+}
+
+async fn every_session_loads_and_changes(store: &Store, keys: &[(u32, SessionKey)], phase: &str) {
+    let within = std::time::Duration::from_secs(5);
+    for (n, key) in keys {
+        let state = tokio::time::timeout(within, loaded(store, key))
+            .await
+            .unwrap_or_else(|_| panic!("loading session {n} {phase} took over 5 s"));
+        assert_eq!(
+            state.map(|s| s["n"].clone()),
+            Some(n.to_string()),
+            "{phase}"
+        );
+        let changed = tokio::time::timeout(
+            within,
+            store.modify(key.as_ref(), &TTL, None, |state| {
+                state.insert("n".into(), n.to_string());
+                Ok::<_, std::convert::Infallible>(())
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("changing session {n} {phase} took over 5 s"))
+        .unwrap();
+        assert_eq!(
+            changed,
+            Some(()),
+            "session {n} could not be changed {phase}"
+        );
+    }
+}
+
 macro_rules! conformance {
     ($($store:ident $(if $feature:literal)?),* ; $cases:tt) => {
         $(
@@ -342,7 +409,8 @@ conformance!(
         a_write_based_on_a_stale_read_is_dropped,
         what_a_load_carries_is_never_stored,
         concurrent_modifies_all_apply,
-        modify_of_a_missing_session_changes_nothing
+        modify_of_a_missing_session_changes_nothing,
+        a_store_outlives_a_runtime_that_used_it
     ]
 );
 
