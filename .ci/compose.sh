@@ -22,6 +22,9 @@ journey() {
     # What the shop said of a failure (a 503's cause is an ERROR line), wherever it is in the log.
     echo "the replicas' warnings and errors:" >&2
     docker compose logs --no-color shop 2>/dev/null | grep -E ' (WARN|ERROR) ' | tail -20 >&2 || true
+    # nginx's own errors: a 502 or 504 it answered names the upstream and what went wrong.
+    echo "nginx's errors:" >&2
+    docker compose logs --no-color nginx 2>/dev/null | grep -E '\[(error|crit|alert)\]' | tail -20 >&2 || true
     echo "compose journey '$*' failed: $(tail -5 "$said")" >&2
     rm -f "$said"
     return 1
