@@ -8,7 +8,7 @@ pub mod users;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -103,7 +103,19 @@ struct PerThread {
 }
 
 thread_local! {
-    static POOLS: RefCell<HashMap<u64, AnyPool>> = RefCell::new(HashMap::new());
+    /// Each thread's pools, with whether their `Pools` is still held anywhere.
+    static POOLS: RefCell<HashMap<u64, (Weak<PerThread>, AnyPool)>> = RefCell::new(HashMap::new());
+}
+
+/// Keeps `pool` as this thread's pool of `per_thread`, and lets go of the pools of every
+/// `Pools` no longer held (their connections close): a process that opens a database more
+/// than once (the tests) does not keep every pool it ever made.
+fn keep(per_thread: &Arc<PerThread>, pool: AnyPool) {
+    POOLS.with(|pools| {
+        let mut pools = pools.borrow_mut();
+        pools.retain(|_, (held, _)| held.strong_count() > 0);
+        pools.insert(per_thread.id, (Arc::downgrade(per_thread), pool));
+    });
 }
 
 impl Pools {
@@ -118,15 +130,15 @@ impl Pools {
             });
         }
         let first = connect_any(url, connections).await?;
-        let per_thread = PerThread {
+        let per_thread = Arc::new(PerThread {
             id: rand::random(),
             url: url.to_owned(),
             connections,
-        };
-        POOLS.with(|pools| pools.borrow_mut().insert(per_thread.id, first.clone()));
+        });
+        keep(&per_thread, first.clone());
         Ok(Self {
             first,
-            per_thread: Some(Arc::new(per_thread)),
+            per_thread: Some(per_thread),
         })
     }
 
@@ -135,19 +147,17 @@ impl Pools {
         let Some(per_thread) = &self.per_thread else {
             return self.first.clone();
         };
-        POOLS.with(|pools| {
-            pools
-                .borrow_mut()
-                .entry(per_thread.id)
-                .or_insert_with(|| {
-                    pool_options(per_thread.connections, false)
-                        .connect_lazy(&per_thread.url)
-                        // The URL parsed when the first pool connected; should it not now,
-                        // the first pool serves.
-                        .unwrap_or_else(|_| self.first.clone())
-                })
-                .clone()
-        })
+        if let Some(pool) =
+            POOLS.with(|pools| pools.borrow().get(&per_thread.id).map(|p| p.1.clone()))
+        {
+            return pool;
+        }
+        let pool = pool_options(per_thread.connections, false)
+            .connect_lazy(&per_thread.url)
+            // The URL parsed when the first pool connected; should it not now, the first serves.
+            .unwrap_or_else(|_| self.first.clone());
+        keep(per_thread, pool.clone());
+        pool
     }
 }
 

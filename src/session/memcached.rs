@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration as StdDuration;
 
 use super::error::Context;
@@ -30,8 +31,8 @@ use crate::env::{ConfigError, Env, invalid};
 pub struct MemcachedStore {
     /// `MEMCACHED_SERVERS` as configured: the router scores a key against these names.
     servers: Vec<String>,
-    /// Which store this is, for this thread's clients of it.
-    id: u64,
+    /// Which store this is, for this thread's clients of it; they live while it is held.
+    id: Arc<u64>,
     prefix: String,
 }
 
@@ -53,7 +54,7 @@ thread_local! {
     /// when that worker's loop turned, and which failed once that worker had stopped. A
     /// draining replica answered a shopper 503 at a rolling update ("could not read a session
     /// from Memcached: … A Tokio 1.x context was found, but it is being shutdown").
-    static CLIENTS: RefCell<HashMap<u64, Clients>> = RefCell::new(HashMap::new());
+    static CLIENTS: RefCell<HashMap<u64, (Weak<u64>, Clients)>> = RefCell::new(HashMap::new());
 }
 
 fn ttl(ttl: &Duration) -> Ttl {
@@ -165,7 +166,7 @@ impl MemcachedStore {
     pub async fn connect(settings: &MemcachedSettings) -> anyhow::Result<Self> {
         let store = Self {
             servers: settings.servers.clone(),
-            id: rand::random(),
+            id: Arc::new(rand::random()),
             prefix: settings.key_prefix.clone(),
         };
         store.ping().await?;
@@ -175,7 +176,7 @@ impl MemcachedStore {
     /// What this thread's clients give `pick`; they are made on the thread's first use (the
     /// servers' names resolved, no connection dialled yet).
     async fn local<T>(&self, pick: impl Fn(&Clients) -> T) -> Result<T, memcache::exp::Error> {
-        if let Some(picked) = CLIENTS.with(|all| all.borrow().get(&self.id).map(&pick)) {
+        if let Some(picked) = CLIENTS.with(|all| all.borrow().get(&*self.id).map(|c| pick(&c.1))) {
             return Ok(picked);
         }
         let all = client(&self.servers).await?;
@@ -189,7 +190,12 @@ impl MemcachedStore {
             probes,
         };
         let picked = pick(&clients);
-        CLIENTS.with(|all| all.borrow_mut().insert(self.id, clients));
+        // The clients of stores no longer held go (their connections close).
+        CLIENTS.with(|all| {
+            let mut all = all.borrow_mut();
+            all.retain(|_, (held, _)| held.strong_count() > 0);
+            all.insert(*self.id, (Arc::downgrade(&self.id), clients));
+        });
         Ok(picked)
     }
 
