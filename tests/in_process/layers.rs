@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// From the bottom up. A module may use its own layer and those before it.
 const LAYERS: &[&[&str]] = &[
-    &["env", "domain", "client", "healthcheck", "assets", "timing", "listener"],
+    &["env", "domain", "client", "healthcheck", "assets", "timing"],
     &["db"],
     &["session"],
     &["error", "metrics"],
