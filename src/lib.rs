@@ -12,7 +12,6 @@ pub mod env;
 pub mod error;
 pub mod healthcheck;
 pub mod limits;
-pub mod listener;
 pub mod metrics;
 pub mod middleware;
 pub mod routes;

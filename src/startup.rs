@@ -16,7 +16,6 @@ use anyhow::Context;
 use crate::client::Clients;
 use crate::config::{AppEnv, Config};
 use crate::db::Database;
-use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::middleware;
 use crate::routes::{self, catalog, health};
@@ -42,8 +41,6 @@ pub struct Application {
     state: web::Data<AppState>,
     /// How long a SIGTERM'd instance drains before it stops (`DRAIN_SECONDS`).
     drain: StdDuration,
-    /// The public listener, to stop new connections before the server closes it.
-    listener: Listener,
 }
 
 impl Application {
@@ -115,7 +112,6 @@ impl Application {
             Some(port) => Some(serve_metrics(&config.metrics_host, port, state.clone())?),
             None => None,
         };
-        let closing = Listener::of(&listener)?;
         let server = run(listener, state.clone(), &config)?;
         Ok(Self {
             port,
@@ -124,7 +120,6 @@ impl Application {
             store,
             state,
             drain: StdDuration::from_secs(config.drain_seconds),
-            listener: closing,
         })
     }
 
@@ -144,11 +139,10 @@ impl Application {
     /// Serves until SIGINT or SIGTERM. SIGTERM, what an orchestrator sends to replace a
     /// replica, first drains: `/readyz` answers 503 at once and every response closes its
     /// connection, for `DRAIN_SECONDS`, while requests are still served. Then (at once on
-    /// SIGINT) the shop stops accepting, resetting no connection made (see [`Listener`]), and
-    /// requests in flight get `SHUTDOWN_SECONDS` to finish.
+    /// SIGINT) the shop stops accepting, and requests in flight get `SHUTDOWN_SECONDS` to finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let (state, drain, listener) = (self.state, self.drain, self.listener);
+        let (state, drain) = (self.state, self.drain);
         tokio::spawn(async move {
             if stop_signal().await == Stop::Drain && !drain.is_zero() {
                 state.start_draining();
@@ -159,10 +153,6 @@ impl Application {
                 );
                 tokio::time::sleep(drain).await;
             }
-            // Closing the listener resets the connections still waiting in it: none may wait.
-            listener
-                .refuse_new_connections(StdDuration::from_secs(2))
-                .await;
             log::info!("The shop stops accepting; requests in flight are finishing.");
             handle.stop(true).await;
         });
