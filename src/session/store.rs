@@ -83,7 +83,9 @@ impl Store {
                 Kind::Sql(super::postgres::connect(settings).await?)
             }
             #[cfg(feature = "redis")]
-            StoreSettings::Redis(settings) => Kind::Redis(Arc::new(RedisStore::connect(settings).await?)),
+            StoreSettings::Redis(settings) => {
+                Kind::Redis(Arc::new(RedisStore::connect(settings).await?))
+            }
             #[cfg(feature = "memcached")]
             StoreSettings::Memcached(settings) => {
                 Kind::Memcached(MemcachedStore::connect(settings).await?)
