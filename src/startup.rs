@@ -73,7 +73,7 @@ impl Application {
                  session cookies; set SESSION_SECRET (64+ bytes, the same on every instance)."
             );
         }
-        let listener = TcpListener::bind((config.host.as_str(), config.port))
+        let listener = listen(config.host.as_str(), config.port)
             .with_context(|| format!("could not listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
         spawn_reaper(store.clone(), db.clone(), config.checkout_claim_seconds);
@@ -186,11 +186,41 @@ pub async fn serve_from_env(env_file: Option<std::path::PathBuf>) -> anyhow::Res
     Ok(())
 }
 
+/// Connections that may wait to be accepted: actix's own default. std's `TcpListener::bind`
+/// leaves 128, and the benchmark's open-loop runs overflowed it whenever the shop paused for a
+/// few milliseconds: the kernel dropped the SYNs past it (`ListenOverflows`), and those shoppers
+/// waited a second for their retry (p99 1,043 ms at 19,439 reads a second on SQLite, 9,154
+/// overflows in 3 minutes). The kernel caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 2048;
+
+/// Listens on `host`:`port` (the first address the name gives that can be bound) with room for
+/// [`BACKLOG`] connections waiting; `SO_REUSEADDR` as std sets it.
+fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for address in (host, port).to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(address),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        match socket
+            .bind(&address.into())
+            .and_then(|()| socket.listen(BACKLOG))
+        {
+            Ok(()) => return Ok(socket.into()),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{host} names no address"))))
+}
+
 /// `/metrics` on its own listener (`METRICS_HOST`:`METRICS_PORT`), for Prometheus: operators
 /// reach it on a private address while the public port, in production, does not serve it.
 /// Returns the bound port.
 fn serve_metrics(host: &str, port: u16, state: web::Data<AppState>) -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((host, port))
+    let listener = listen(host, port)
         .with_context(|| format!("could not listen for metrics on {host}:{port}"))?;
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(move || {

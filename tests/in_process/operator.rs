@@ -108,3 +108,30 @@ async fn listening_beyond_loopback_with_the_development_key_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// A burst of new connections waits to be accepted rather than being dropped: the listener has
+/// room for 2,048 (or the kernel's `somaxconn`, if lower), not std's 128. With 128, the
+/// benchmark's open-loop runs overflowed it whenever the shop paused, and every shopper past it
+/// waited a second for the SYN to be sent again.
+#[tokio::test]
+async fn the_listener_has_room_for_a_burst_of_connections() {
+    let app = crate::helpers::spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap();
+    let listening = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2)");
+    let listening = String::from_utf8_lossy(&listening.stdout);
+    // State, Recv-Q (waiting now), Send-Q (room), local address, peer.
+    let room: u32 = listening
+        .split_whitespace()
+        .nth(2)
+        .and_then(|room| room.parse().ok())
+        .unwrap_or_else(|| panic!("no listener on {port} in `ss`: {listening:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(room, 2048.min(somaxconn), "{listening}");
+}
