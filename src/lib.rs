@@ -14,6 +14,7 @@ pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod per_thread;
 pub mod routes;
 pub mod session;
 pub mod shop_session;

@@ -5,15 +5,15 @@ pub mod orders;
 pub mod products;
 pub mod users;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
+
+use crate::per_thread::PerThread;
 
 /// Connections to the shop's database at most: in all on SQLite, per thread on PostgreSQL
 /// (the main thread and each worker).
@@ -93,52 +93,35 @@ impl Database {
 pub struct Pools {
     first: AnyPool,
     /// PostgreSQL's: what makes each thread's pool.
-    per_thread: Option<Arc<PerThread>>,
+    per_thread: Option<Arc<ThreadPools>>,
 }
 
-struct PerThread {
-    id: u64,
+struct ThreadPools {
+    pools: PerThread,
     url: String,
     connections: u32,
-}
-
-thread_local! {
-    /// Each thread's pools, with whether their `Pools` is still held anywhere.
-    static POOLS: RefCell<HashMap<u64, (Weak<PerThread>, AnyPool)>> = RefCell::new(HashMap::new());
-}
-
-/// Keeps `pool` as this thread's pool of `per_thread`, and lets go of the pools of every
-/// `Pools` no longer held (their connections close): a process that opens a database more
-/// than once (the tests) does not keep every pool it ever made.
-fn keep(per_thread: &Arc<PerThread>, pool: AnyPool) {
-    POOLS.with(|pools| {
-        let mut pools = pools.borrow_mut();
-        pools.retain(|_, (held, _)| held.strong_count() > 0);
-        pools.insert(per_thread.id, (Arc::downgrade(per_thread), pool));
-    });
 }
 
 impl Pools {
     /// Connects with at most `connections`: in all on SQLite, on each thread that queries on
     /// PostgreSQL (the first pool is this thread's, connected now).
     pub async fn connect(url: &str, connections: u32) -> anyhow::Result<Self> {
+        let first = connect_any(url, connections).await?;
         if is_sqlite(url) {
-            let first = connect_any(url, connections).await?;
             return Ok(Self {
                 first,
                 per_thread: None,
             });
         }
-        let first = connect_any(url, connections).await?;
-        let per_thread = Arc::new(PerThread {
-            id: rand::random(),
+        let per_thread = ThreadPools {
+            pools: PerThread::default(),
             url: url.to_owned(),
             connections,
-        });
-        keep(&per_thread, first.clone());
+        };
+        per_thread.pools.keep(first.clone());
         Ok(Self {
             first,
-            per_thread: Some(per_thread),
+            per_thread: Some(Arc::new(per_thread)),
         })
     }
 
@@ -147,16 +130,14 @@ impl Pools {
         let Some(per_thread) = &self.per_thread else {
             return self.first.clone();
         };
-        if let Some(pool) =
-            POOLS.with(|pools| pools.borrow().get(&per_thread.id).map(|p| p.1.clone()))
-        {
+        if let Some(pool) = per_thread.pools.with(AnyPool::clone) {
             return pool;
         }
         let pool = pool_options(per_thread.connections, false)
             .connect_lazy(&per_thread.url)
             // The URL parsed when the first pool connected; should it not now, the first serves.
             .unwrap_or_else(|_| self.first.clone());
-        keep(per_thread, pool.clone());
+        per_thread.pools.keep(pool.clone());
         pool
     }
 }

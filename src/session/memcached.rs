@@ -9,9 +9,6 @@
 //! new session picks a key that lands on a live server. With one server, an outage is an outage:
 //! errors, which the shop answers with 503.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::{Arc, Weak};
 use std::time::Duration as StdDuration;
 
 use super::error::Context;
@@ -26,13 +23,19 @@ use pipeline::Pipeline;
 
 use super::{RawStore, SlidingRead, StoreError, StoreResult};
 use crate::env::{ConfigError, Env, invalid};
+use crate::per_thread::PerThread;
 
 #[derive(Clone)]
 pub struct MemcachedStore {
     /// `MEMCACHED_SERVERS` as configured: the router scores a key against these names.
     servers: Vec<String>,
-    /// Which store this is, for this thread's clients of it; they live while it is held.
-    id: Arc<u64>,
+    /// This thread's clients of the store, as Redis's connections are. A socket belongs to
+    /// the runtime that dialled it, and each actix worker runs its own: with one pool shared by
+    /// every worker, a worker used connections another had dialled, whose readiness came only
+    /// when that worker's loop turned, and which failed once that worker had stopped. A
+    /// draining replica answered a shopper 503 at a rolling update ("could not read a session
+    /// from Memcached: … A Tokio 1.x context was found, but it is being shutdown").
+    clients: PerThread,
     prefix: String,
 }
 
@@ -45,16 +48,6 @@ struct Clients {
     pipeline: Pipeline,
     /// One client per server, to tell which servers answer.
     probes: Vec<AsyncMemcache>,
-}
-
-thread_local! {
-    /// Clients per store and thread, as Redis's connections are. A socket belongs to the
-    /// runtime that dialled it, and each actix worker runs its own: with one pool shared by
-    /// every worker, a worker used connections another had dialled, whose readiness came only
-    /// when that worker's loop turned, and which failed once that worker had stopped. A
-    /// draining replica answered a shopper 503 at a rolling update ("could not read a session
-    /// from Memcached: … A Tokio 1.x context was found, but it is being shutdown").
-    static CLIENTS: RefCell<HashMap<u64, (Weak<u64>, Clients)>> = RefCell::new(HashMap::new());
 }
 
 fn ttl(ttl: &Duration) -> Ttl {
@@ -166,7 +159,7 @@ impl MemcachedStore {
     pub async fn connect(settings: &MemcachedSettings) -> anyhow::Result<Self> {
         let store = Self {
             servers: settings.servers.clone(),
-            id: Arc::new(rand::random()),
+            clients: PerThread::default(),
             prefix: settings.key_prefix.clone(),
         };
         store.ping().await?;
@@ -176,7 +169,7 @@ impl MemcachedStore {
     /// What this thread's clients give `pick`; they are made on the thread's first use (the
     /// servers' names resolved, no connection dialled yet).
     async fn local<T>(&self, pick: impl Fn(&Clients) -> T) -> Result<T, memcache::exp::Error> {
-        if let Some(picked) = CLIENTS.with(|all| all.borrow().get(&*self.id).map(|c| pick(&c.1))) {
+        if let Some(picked) = self.clients.with(|clients: &Clients| pick(clients)) {
             return Ok(picked);
         }
         let all = client(&self.servers).await?;
@@ -190,12 +183,7 @@ impl MemcachedStore {
             probes,
         };
         let picked = pick(&clients);
-        // The clients of stores no longer held go (their connections close).
-        CLIENTS.with(|all| {
-            let mut all = all.borrow_mut();
-            all.retain(|_, (held, _)| held.strong_count() > 0);
-            all.insert(*self.id, (Arc::downgrade(&self.id), clients));
-        });
+        self.clients.keep(clients);
         Ok(picked)
     }
 

@@ -7,7 +7,15 @@ use std::path::Path;
 
 /// From the bottom up. A module may use its own layer and those before it.
 const LAYERS: &[&[&str]] = &[
-    &["env", "domain", "client", "healthcheck", "assets", "timing"],
+    &[
+        "env",
+        "domain",
+        "client",
+        "healthcheck",
+        "assets",
+        "timing",
+        "per_thread",
+    ],
     &["db"],
     &["session"],
     &["error", "metrics"],
