@@ -185,21 +185,30 @@ fn written(request: &Request) -> Vec<u8> {
     head.into_bytes()
 }
 
-/// Idle keep-alive connections to the shop.
+/// Idle keep-alive connections to the shop, each with when it was last answered on.
 struct Pool {
     address: SocketAddr,
-    idle: Mutex<Vec<TcpStream>>,
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
 }
+
+/// A connection idle this long is closed, not reused: the shop closes one idle for 5 s
+/// (actix-web's keep-alive), and a request written as it does so is answered by the close (a
+/// full run had 10 of 24,440 half-load requests fail so, each on a connection left idle since
+/// the warm-up). Clients keep their idle timeout under the server's for this reason, as nginx
+/// does in `deploy/nginx/round-robin.conf` (4 s).
+const IDLE_FOR_AT_MOST: Duration = Duration::from_secs(4);
 
 impl Pool {
     async fn take(&self) -> std::io::Result<TcpStream> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            // Put back in the order they were answered on: the longest idle are at the bottom.
+            let stale = idle.partition_point(|(_, since)| since.elapsed() >= IDLE_FOR_AT_MOST);
+            idle.drain(..stale);
+            idle.pop()
+        };
         match idle {
-            Some(stream) => Ok(stream),
+            Some((stream, _)) => Ok(stream),
             None => {
                 let stream = TcpStream::connect(self.address).await?;
                 stream.set_nodelay(true)?;
@@ -212,7 +221,7 @@ impl Pool {
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(stream);
+            .push((stream, Instant::now()));
     }
 }
 
@@ -335,7 +344,39 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{IDLE_FOR_AT_MOST, Pool, percentile};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// A connection idle for the shop's keep-alive is not reused: the shop may be closing it.
+    #[tokio::test]
+    async fn a_connection_idle_past_the_limit_is_closed_not_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool {
+            address: listener.local_addr().unwrap(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let stale = pool.take().await.unwrap();
+        let fresh = pool.take().await.unwrap();
+        let (stale_port, fresh_port) = (
+            stale.local_addr().unwrap().port(),
+            fresh.local_addr().unwrap().port(),
+        );
+        let long_ago = Instant::now() - IDLE_FOR_AT_MOST - Duration::from_millis(1);
+        pool.idle
+            .lock()
+            .unwrap()
+            .extend([(stale, long_ago), (fresh, Instant::now())]);
+        // The fresh one first, as the most recently used.
+        assert_eq!(
+            pool.take().await.unwrap().local_addr().unwrap().port(),
+            fresh_port
+        );
+        // Then a new connection, not the stale one, which is dropped.
+        let next = pool.take().await.unwrap();
+        assert_ne!(next.local_addr().unwrap().port(), stale_port);
+        assert!(pool.idle.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn percentiles_of_sorted_microseconds_are_in_milliseconds() {
