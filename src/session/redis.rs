@@ -11,8 +11,6 @@
 //! Every command names exactly one key (sessions, the per-user index, the login counters are
 //! each one key), so each is valid in a cluster as it is: it goes to the master of its slot.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
 
@@ -27,6 +25,7 @@ use super::codec::millis;
 use super::redact_url;
 use super::{RawStore, SlidingRead, StoreError, StoreResult};
 use crate::env::{ConfigError, Env, invalid};
+use crate::per_thread::PerThread;
 
 /// How long a write waits for its replicas when `REDIS_MIN_REPLICAS_ACK` asks for them. A
 /// replica on the same network acknowledges in well under a millisecond; past this the write
@@ -88,8 +87,11 @@ pub struct RedisStore {
     target: Target,
     /// Replicas that must have a write before it counts (`WAIT`); 0 does not wait.
     min_replicas_ack: u32,
-    /// Tells this store's connections apart in the per-thread cache.
-    id: u64,
+    /// One connection per thread. A connection's driver task runs on the runtime that made it;
+    /// made on an actix worker's own runtime, a command never crosses threads. (One shared
+    /// connection made at start-up lived on the main thread: the profile of the read path showed
+    /// a fifth of the time in that thread and half in the kernel switching to it.)
+    connections: PerThread,
     prefix: String,
     location: String,
 }
@@ -224,14 +226,6 @@ static ADD_TO_COUNTER: Lua = Lua::new(
      return n",
 );
 
-thread_local! {
-    /// One connection per store and thread. A connection's driver task runs on the runtime that
-    /// made it; made on an actix worker's own runtime, a command never crosses threads. (One
-    /// shared connection made at start-up lived on the main thread: the profile of the read
-    /// path showed a fifth of the time in that thread and half in the kernel switching to it.)
-    static CONNECTIONS: RefCell<HashMap<u64, Connection>> = RefCell::new(HashMap::new());
-}
-
 fn seconds(ttl: &Duration) -> u64 {
     u64::try_from(ttl.whole_seconds()).unwrap_or(1).max(1)
 }
@@ -319,7 +313,7 @@ impl RedisStore {
         let store = Self {
             target,
             min_replicas_ack: config.min_replicas_ack,
-            id: rand::random(),
+            connections: PerThread::default(),
             prefix: config.key_prefix.clone(),
             location,
         };
@@ -349,7 +343,7 @@ impl RedisStore {
 
     /// This thread's connection, made on first use (and again after a failed attempt).
     async fn connection(&self) -> anyhow::Result<Connection> {
-        if let Some(connection) = CONNECTIONS.with(|c| c.borrow().get(&self.id).cloned()) {
+        if let Some(connection) = self.connections.with(Connection::clone) {
             return Ok(connection);
         }
         let connection = match &self.target {
@@ -365,7 +359,7 @@ impl RedisStore {
                     .context("could not connect to the Redis Cluster")?,
             ),
         };
-        CONNECTIONS.with(|c| c.borrow_mut().insert(self.id, connection.clone()));
+        self.connections.keep(connection.clone());
         Ok(connection)
     }
 
