@@ -57,14 +57,15 @@ for id in $old; do
   docker compose up -d --no-deps --no-recreate --scale "shop=$((count + 1))" --wait shop
   new=$(comm -13 <(echo "$before") <(docker compose ps -q shop | sort))
   # A replica that cannot be taken out is still replaced: stopping here would leave one too many.
-  if [ "$can_refuse" = yes ] && refuse_new_connections "$id"; then
-    echo "rolling update: ${new:0:12} is up and healthy; ${id:0:12} refuses new connections"
-  elif [ "$can_refuse" = yes ]; then
-    echo "rolling update: WARNING: ${id:0:12} could not be made to refuse new connections" >&2
-    echo "rolling update: ${new:0:12} is up and healthy"
-  else
-    echo "rolling update: ${new:0:12} is up and healthy"
+  taken_out=""
+  if [ "$can_refuse" = yes ]; then
+    if refuse_new_connections "$id"; then
+      taken_out="; ${id:0:12} refuses new connections"
+    else
+      echo "rolling update: WARNING: ${id:0:12} could not be made to refuse new connections" >&2
+    fi
   fi
+  echo "rolling update: ${new:0:12} is up and healthy$taken_out"
   echo "rolling update: stopping ${id:0:12} (it drains first)"
   stop_started=$(date +%s)
   docker stop "$id" >/dev/null
