@@ -92,16 +92,27 @@ impl PeerMode {
 /// Where `bench/run --peer` builds the peer.
 pub(crate) const PEER_PROGRAM: &str = "target/peer/release/peer";
 
+/// What the peer did in one mode: its saturated rows, and (doing the same work) its write at
+/// the shop's own half-load rate, open loop.
+pub(crate) struct PeerRun {
+    pub(crate) mode: PeerMode,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) steady_write: Option<crate::steady::Steady>,
+}
+
 /// The peer (`bench/peer`: axum with tower-sessions) on the same store as the shop,
 /// pinned and loaded as the shop is: the read with one session's cookie, the write spread over
-/// 64 sessions with 5-line carts.
+/// as many sessions with 5-line carts as the shop's (`--sessions`, at least 64). Doing the same work, it then writes open loop at
+/// `steady_write_rate` (the shop's half-load rate), so the two tails are measured at one rate
+/// with one generator on one machine, minutes apart.
 pub(crate) async fn peer(
     store: Backend,
     store_url: &str,
     page: &Path,
     options: &Options,
     mode: PeerMode,
-) -> anyhow::Result<Vec<Row>> {
+    steady_write_rate: Option<f64>,
+) -> anyhow::Result<PeerRun> {
     let program = Path::new(PEER_PROGRAM);
     if !program.exists() {
         bail!("--peer: build the peer first (bash bench/run --peer builds it)");
@@ -122,7 +133,7 @@ pub(crate) async fn peer(
     );
     let client = reqwest::Client::new();
     let mut sessions = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..options.sessions.max(64) {
         let response = client
             .post(format!("{}/setup", server.url))
             .send()
@@ -180,5 +191,27 @@ pub(crate) async fn peer(
         };
         rows.extend(bench.measure(path, &load).await?);
     }
-    Ok(rows)
+    let steady_write = match steady_write_rate {
+        Some(rate) if mode == PeerMode::Same => {
+            let run = crate::steady::run(
+                &server.url,
+                steady_writes(&sessions),
+                rate,
+                options.seconds,
+                wrk::LOAD_CORE,
+            )
+            .await?;
+            println!(
+                "   the peer's write at {rate:.0} req/s, open loop: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, {} failed (generator late p99 {:.2} ms)",
+                run.p50_ms, run.p99_ms, run.p999_ms, run.failed, run.late_p99_ms
+            );
+            Some(run)
+        }
+        _ => None,
+    };
+    Ok(PeerRun {
+        mode,
+        rows,
+        steady_write,
+    })
 }

@@ -214,7 +214,7 @@ pub struct StoreRun {
     pub scaled: Vec<Row>,
     /// The peer's read and write on the same store (`--peer`), when it was measured: doing the
     /// same work, and bare.
-    pub peer: Vec<(crate::peers::PeerMode, Vec<Row>)>,
+    pub peer: Vec<crate::peers::PeerRun>,
     /// The read and write paths at half their rate, open loop.
     pub steady: Vec<(Path, crate::steady::Steady)>,
     /// The mix at each of [`CURVE_RATES`] up to 90% of the store's own saturated rate with it.
@@ -307,9 +307,20 @@ impl StoreRun {
     fn peer(&self, mode: crate::peers::PeerMode, path: Path) -> Option<&Row> {
         self.peer
             .iter()
-            .filter(|(m, _)| *m == mode)
-            .flat_map(|(_, rows)| rows)
+            .filter(|run| run.mode == mode)
+            .flat_map(|run| &run.rows)
             .find(|r| r.path == path)
+    }
+
+    /// The same-work peer's write at the shop's half-load rate, open loop, beside the shop's.
+    fn steady_writes(&self) -> Option<(&crate::steady::Steady, &crate::steady::Steady)> {
+        let shop = self
+            .steady
+            .iter()
+            .find(|(path, _)| *path == Path::Write)
+            .map(|(_, run)| run)?;
+        let peer = self.peer.iter().find_map(|run| run.steady_write.as_ref())?;
+        Some((shop, peer))
     }
 }
 
@@ -916,6 +927,37 @@ fn peer_section(out: &mut String, runs: &[StoreRun]) {
             );
         }
     }
+    let tails: Vec<_> = runs
+        .iter()
+        .filter_map(|run| run.steady_writes().map(|pair| (run, pair)))
+        .collect();
+    if tails.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\nThe write's tail at one rate: the shop's half-load write rate, open loop, sent to the \
+         shop and then to the peer doing the same work, by the same generator (`steady.rs`). A \
+         tail both share belongs to the machine and the store, not to the shop's code.\n\n\
+         | store | write req/s, open loop | shop p50 / p99 / p99.9 ms | peer p50 / p99 / p99.9 ms | shop ÷ peer p99 | failed (shop / peer) |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (run, (shop, peer)) in tails {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.2} | {} / {} |",
+            run.name,
+            shop.rate,
+            shop.p50_ms,
+            shop.p99_ms,
+            shop.p999_ms,
+            peer.p50_ms,
+            peer.p99_ms,
+            peer.p999_ms,
+            shop.p99_ms / peer.p99_ms,
+            shop.failed,
+            peer.failed
+        );
+    }
 }
 
 /// Bars of each path's throughput as a fraction of the ceiling, per store.
@@ -1042,6 +1084,35 @@ mod tests {
             sessions_created: 0,
             peak_rss_kib: 0,
         }
+    }
+
+    #[test]
+    fn the_peer_section_sets_the_write_tails_at_one_rate_side_by_side() {
+        let at = |p99_ms: f64| crate::steady::Steady {
+            rate: 10000.0,
+            sent: 50000,
+            p50_ms: 0.3,
+            p99_ms,
+            p999_ms: 2.0 * p99_ms,
+            ..Default::default()
+        };
+        let mut run = store_run(Vec::new(), vec![(Path::Write, at(6.0))]);
+        let mut out = String::new();
+        peer_section(&mut out, std::slice::from_ref(&run));
+        assert!(out.is_empty(), "no peer measured, no section: {out}");
+
+        run.peer.push(crate::peers::PeerRun {
+            mode: crate::peers::PeerMode::Same,
+            rows: Vec::new(),
+            steady_write: Some(at(2.0)),
+        });
+        peer_section(&mut out, &[run]);
+        assert!(
+            out.contains(
+                "| redis | 10000 | 0.30 / 6.00 / 12.00 | 0.30 / 2.00 / 4.00 | 3.00 | 0 / 0 |"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

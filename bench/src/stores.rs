@@ -381,11 +381,22 @@ async fn measure_store(
             let page = work.join(format!("cart-{name}.html"));
             std::fs::write(&page, &cart_page)?;
             let mut rows = Vec::new();
+            let shops_rate = steady
+                .iter()
+                .find(|(path, _)| *path == BenchPath::Write)
+                .map(|(_, run)| run.rate);
             for mode in PeerMode::ALL {
-                rows.push((
-                    mode,
-                    peer(store, &peer_url(store, &env), &page, options, mode).await?,
-                ));
+                rows.push(
+                    peer(
+                        store,
+                        &peer_url(store, &env),
+                        &page,
+                        options,
+                        mode,
+                        shops_rate,
+                    )
+                    .await?,
+                );
             }
             rows
         }
@@ -433,7 +444,7 @@ fn steady_reads(cookie: &str) -> Vec<steady::Request> {
 /// The write path's requests for a steady run, as the wrk script sends them: session `k` in
 /// turn, each visit setting one of its 5 lines to a new quantity (45 rounds, 5 lines by 9
 /// quantities, before the cycle repeats).
-fn steady_writes(sessions: &[(String, String)]) -> Vec<steady::Request> {
+pub(crate) fn steady_writes(sessions: &[(String, String)]) -> Vec<steady::Request> {
     (0..sessions.len() * 45)
         .map(|j| {
             let (k, fill) = nth(j, sessions);
