@@ -102,9 +102,9 @@ pub(crate) struct PeerRun {
 
 /// The peer (`bench/peer`: axum with tower-sessions) on the same store as the shop,
 /// pinned and loaded as the shop is: the read with one session's cookie, the write spread over
-/// as many sessions with 5-line carts as the shop's (`--sessions`, at least 64). Doing the same work, it then writes open loop at
-/// `steady_write_rate` (the shop's half-load rate), so the two tails are measured at one rate
-/// with one generator on one machine, minutes apart.
+/// as many sessions with 5-line carts as the shop's (`--sessions`, at least 64). Doing the
+/// same work, it then writes open loop at `steady_write_rate` (the shop's half-load rate), so
+/// the two tails are measured at one rate with one generator on one machine, minutes apart.
 pub(crate) async fn peer(
     store: Backend,
     store_url: &str,

@@ -312,13 +312,17 @@ impl StoreRun {
             .find(|r| r.path == path)
     }
 
+    /// `path` at half load, open loop, if it ran.
+    fn steady(&self, path: Path) -> Option<&crate::steady::Steady> {
+        self.steady
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, run)| run)
+    }
+
     /// The same-work peer's write at the shop's half-load rate, open loop, beside the shop's.
     fn steady_writes(&self) -> Option<(&crate::steady::Steady, &crate::steady::Steady)> {
-        let shop = self
-            .steady
-            .iter()
-            .find(|(path, _)| *path == Path::Write)
-            .map(|(_, run)| run)?;
+        let shop = self.steady(Path::Write)?;
         let peer = self.peer.iter().find_map(|run| run.steady_write.as_ref())?;
         Some((shop, peer))
     }
@@ -344,13 +348,9 @@ fn decision_table(runs: &[StoreRun]) -> String {
     };
     for (i, run) in runs.iter().enumerate() {
         let rps = |path| run.row(path).map_or("–".to_owned(), Row::rps_text);
-        let tail = run
-            .steady
-            .iter()
-            .find(|(path, _)| *path == Path::Write)
-            .map_or("–".to_owned(), |(_, steady)| {
-                format!("{:.1} ms at {:.0} req/s", steady.p99_ms, steady.rate)
-            });
+        let tail = run.steady(Path::Write).map_or("–".to_owned(), |steady| {
+            format!("{:.1} ms at {:.0} req/s", steady.p99_ms, steady.rate)
+        });
         let common = run
             .curve
             .iter()
