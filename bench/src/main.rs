@@ -236,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
     if runs.iter().any(|run| !run.curve.is_empty()) {
         write_result(&options, "curve.svg", &report::curve_svg(&runs))?;
     }
-    let failures: Vec<String> = runs.iter().flat_map(StoreRun::failures).collect();
+    let failures = report::failures(&runs);
     if !failures.is_empty() {
         bail!(
             "the run saw {} failure(s) of the shop (the servers' log in {} says why):\n  {}",

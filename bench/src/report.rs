@@ -53,7 +53,8 @@ impl Path {
 }
 
 /// The rates of the latency curve, the same for every store (each store's curve stops short
-/// of 90% of what it reached with the mix saturated).
+/// of 90% of what it reached with the mix saturated; the stores are compared, and the bound
+/// applies, up to [`common_curve_top`]).
 pub const CURVE_RATES: [f64; 6] = [250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0];
 
 /// The rate the decision table compares every store's tail at: on the curve of each store.
@@ -64,6 +65,26 @@ const CURVE_P99_BOUND_MS: f64 = 100.0;
 
 /// The shortest point the bound applies to.
 const CURVE_BOUND_SECONDS: u32 = 3;
+
+/// How far up the curve every store is compared: 90% of the slowest store's saturated mix in
+/// this run. Each store runs the curve up to 90% of its own (the stores are measured one after
+/// another, so the slowest is known only at the end); a point above this one only that store
+/// reached compares nothing, and it is close enough to its closed-loop maximum to measure a
+/// queue: open loop, each request pays its own wake-ups, which wrk's batches share. So the
+/// bound does not apply there; a failed request there still fails the run.
+pub fn common_curve_top(runs: &[StoreRun]) -> f64 {
+    0.9 * runs
+        .iter()
+        .filter_map(|run| run.row(Path::Mix))
+        .map(Row::rps)
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Every failure of the shop the whole run saw, each store's named (see [`StoreRun::failures`]).
+pub fn failures(runs: &[StoreRun]) -> Vec<String> {
+    let top = common_curve_top(runs);
+    runs.iter().flat_map(|run| run.failures(top)).collect()
+}
 
 /// One run of a path.
 pub struct Sample {
@@ -246,8 +267,9 @@ impl StoreRun {
 
     /// Every failure of the shop this run saw, named: error responses and socket errors in
     /// any run (saturated, with 2 workers, or open loop), and acknowledged adds missing from
-    /// the carts. A request that fails under load is a bug, so any of these fails the run.
-    pub fn failures(&self) -> Vec<String> {
+    /// the carts. A request that fails under load is a bug, so any of these fails the run, as
+    /// does a p99 over the bound on the curve up to `common_top` ([`common_curve_top`]).
+    pub fn failures(&self, common_top: f64) -> Vec<String> {
         let mut failures = Vec::new();
         let failed = |row: &Row, how: &str, failures: &mut Vec<String>| {
             let (status, socket) = row.samples.iter().fold((0, 0), |(s, e), sample| {
@@ -286,8 +308,9 @@ impl StoreRun {
             }
         }
         for point in &self.curve {
-            let over =
-                point.p99_ms > CURVE_P99_BOUND_MS && self.curve_seconds >= CURVE_BOUND_SECONDS;
+            let over = point.p99_ms > CURVE_P99_BOUND_MS
+                && self.curve_seconds >= CURVE_BOUND_SECONDS
+                && point.rate <= common_top;
             if point.failed > 0 || over {
                 failures.push(format!(
                     "{}, the mix at {:.0} req/s (open loop): p99 {:.1} ms (bound {CURVE_P99_BOUND_MS:.0} ms), {} of {} failed",
@@ -516,7 +539,7 @@ pub fn markdown(runs: &[StoreRun], ceilings: &Ceilings, how: &str) -> String {
          The project's own yardsticks (a bare server's ceiling, its speed targets, instructions \
          per request) are in the developers' appendix at the end.\n"
     );
-    let failures: Vec<String> = runs.iter().flat_map(StoreRun::failures).collect();
+    let failures = failures(runs);
     if !failures.is_empty() {
         let _ = writeln!(
             out,
@@ -727,14 +750,19 @@ fn curve_section(out: &mut String, runs: &[StoreRun]) {
     if runs.iter().all(|run| run.curve.is_empty()) {
         return;
     }
+    let top = common_curve_top(runs);
     let _ = write!(
         out,
         "## The latency curve: the mix at the same rates on every store\n\nOpen loop (as below), \
          each rate for the run's seconds; p50 / p99 / p99.9 in ms, and failed requests. A store's \
-         curve stops short of 90% of the rate it reached with the mix saturated (\"–\"). Any \
-         failed request, or a p99 above {CURVE_P99_BOUND_MS:.0} ms (in points of \
-         {CURVE_BOUND_SECONDS} s or more), fails the run. \
-         The chart: `curve.svg`.\n\n| store |"
+         curve stops short of 90% of the rate it reached with the mix saturated (\"–\"). The \
+         stores are compared up to 90% of the slowest one's, {} req/s in this run: a point above \
+         (†) only faster stores reached compares nothing and, that close to their own maximum, \
+         measures a queue, so it is not drawn. Any failed request, or a p99 above \
+         {CURVE_P99_BOUND_MS:.0} ms up to {} req/s (in points of {CURVE_BOUND_SECONDS} s or \
+         more), fails the run. The chart: `curve.svg`.\n\n| store |",
+        grouped(top.floor()),
+        grouped(top.floor())
     );
     for rate in CURVE_RATES {
         let _ = write!(out, " {} req/s |", grouped(rate));
@@ -749,7 +777,7 @@ fn curve_section(out: &mut String, runs: &[StoreRun]) {
                 Some(point) => {
                     let _ = write!(
                         out,
-                        " {:.2} / {:.2} / {:.2}{} |",
+                        " {:.2} / {:.2} / {:.2}{}{} |",
                         point.p50_ms,
                         point.p99_ms,
                         point.p999_ms,
@@ -757,7 +785,8 @@ fn curve_section(out: &mut String, runs: &[StoreRun]) {
                             format!(", **{} failed**", point.failed)
                         } else {
                             String::new()
-                        }
+                        },
+                        if point.rate > top { " †" } else { "" }
                     );
                 }
                 None => out.push_str(" – |"),
@@ -808,11 +837,13 @@ pub fn curve_svg(runs: &[StoreRun]) -> String {
         r##"fill="#c53030""##,
         "bound: fails the run",
     );
+    let top = common_curve_top(runs);
     for (i, run) in runs.iter().filter(|run| !run.curve.is_empty()).enumerate() {
         let color = colors[i % colors.len()];
         let points: Vec<(f64, f64)> = run
             .curve
             .iter()
+            .filter(|point| point.rate <= top)
             .map(|point| (x(point.rate), y(point.p99_ms)))
             .collect();
         chart.line(&points, color);
@@ -1149,7 +1180,7 @@ mod tests {
             }],
             vec![(Path::Write, crate::steady::Steady::default())],
         );
-        assert!(clean.failures().is_empty());
+        assert!(clean.failures(f64::INFINITY).is_empty());
 
         let mut erred = sample(1000.0);
         erred.wrk.non_success = 3;
@@ -1172,7 +1203,7 @@ mod tests {
         );
         dirty.items_in_carts = 9;
         assert_eq!(
-            dirty.failures(),
+            dirty.failures(f64::INFINITY),
             [
                 "redis, write: POST /cart/items: 3 error responses and 1 socket errors",
                 "redis, read: GET /cart at half load (500 req/s, open loop): 2 of 2500 failed \
@@ -1180,5 +1211,47 @@ mod tests {
                 "redis: 10 adds acknowledged, 9 items in the carts",
             ]
         );
+    }
+
+    #[test]
+    fn the_curve_is_compared_and_bound_up_to_the_slowest_stores_range() {
+        let point = |rate: f64, p99_ms: f64, failed: u64| crate::steady::Steady {
+            rate,
+            sent: 5 * rate as u64,
+            failed,
+            p99_ms,
+            ..Default::default()
+        };
+        let mix = |rps: f64| Row {
+            path: Path::Mix,
+            samples: vec![sample(rps)],
+        };
+        let mut slow = store_run(vec![mix(5000.0)], Vec::new());
+        slow.name = "postgres".to_owned();
+        slow.curve = vec![point(2000.0, 3.0, 0), point(4000.0, 150.0, 0)];
+        let mut fast = store_run(vec![mix(9000.0)], Vec::new());
+        fast.curve = vec![point(4000.0, 2.0, 0), point(8000.0, 2400.0, 0)];
+        let mut runs = vec![slow, fast];
+        assert_eq!(common_curve_top(&runs), 4500.0);
+        // The slow store's 4,000 is in the common range: over the bound, it fails the run. The
+        // fast store's 8,000 is beyond it: listed and marked, not drawn, not bound.
+        assert_eq!(
+            failures(&runs),
+            [
+                "postgres, the mix at 4000 req/s (open loop): p99 150.0 ms (bound 100 ms), 0 of \
+              20000 failed"
+            ]
+        );
+        let mut section = String::new();
+        curve_section(&mut section, &runs);
+        assert!(section.contains("4,500 req/s in this run"), "{section}");
+        assert!(section.contains("2400.00 / 0.00 †"), "{section}");
+        assert!(section.contains("150.00 / 0.00 |"), "{section}");
+        let chart = curve_svg(&runs);
+        runs[1].curve.pop();
+        assert_eq!(chart, curve_svg(&runs));
+        // A failed request fails the run wherever it is.
+        runs[1].curve.push(point(8000.0, 2400.0, 1));
+        assert_eq!(failures(&runs).len(), 2);
     }
 }
