@@ -210,7 +210,14 @@ impl Pool {
         match idle {
             Some((stream, _)) => Ok(stream),
             None => {
-                let stream = TcpStream::connect(self.address).await?;
+                // Named as the generator's: past full it opens a connection for each request
+                // none is idle for, and can run out of descriptors of its own.
+                let stream = TcpStream::connect(self.address).await.map_err(|err| {
+                    std::io::Error::new(
+                        err.kind(),
+                        format!("the generator could not connect: {err}"),
+                    )
+                })?;
                 stream.set_nodelay(true)?;
                 Ok(stream)
             }
@@ -344,7 +351,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{IDLE_FOR_AT_MOST, Pool, percentile};
+    use super::{IDLE_FOR_AT_MOST, Pool, exchange, percentile};
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
@@ -376,6 +383,26 @@ mod tests {
         let next = pool.take().await.unwrap();
         assert_ne!(next.local_addr().unwrap().port(), stale_port);
         assert!(pool.idle.lock().unwrap().is_empty());
+    }
+
+    /// A connection the generator cannot open is named as its own failure, not the shop's
+    /// answer: past full it can run out of descriptors of its own.
+    #[tokio::test]
+    async fn a_connection_the_generator_cannot_open_is_named_as_its_own() {
+        let address = {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let pool = Pool {
+            address,
+            idle: Mutex::new(Vec::new()),
+        };
+        let failure = exchange(&pool, b"GET / HTTP/1.1\r\n\r\n", 200).await;
+        let failure = failure.expect("nothing listens there");
+        assert!(
+            failure.starts_with("the generator could not connect: "),
+            "{failure}"
+        );
     }
 
     #[test]
