@@ -751,18 +751,17 @@ fn curve_section(out: &mut String, runs: &[StoreRun]) {
         return;
     }
     let top = common_curve_top(runs);
+    let top_rate = grouped(top.floor());
     let _ = write!(
         out,
         "## The latency curve: the mix at the same rates on every store\n\nOpen loop (as below), \
          each rate for the run's seconds; p50 / p99 / p99.9 in ms, and failed requests. A store's \
          curve stops short of 90% of the rate it reached with the mix saturated (\"–\"). The \
-         stores are compared up to 90% of the slowest one's, {} req/s in this run: a point above \
-         (†) only faster stores reached compares nothing and, that close to their own maximum, \
-         measures a queue, so it is not drawn. Any failed request, or a p99 above \
-         {CURVE_P99_BOUND_MS:.0} ms up to {} req/s (in points of {CURVE_BOUND_SECONDS} s or \
-         more), fails the run. The chart: `curve.svg`.\n\n| store |",
-        grouped(top.floor()),
-        grouped(top.floor())
+         stores are compared up to 90% of the slowest one's, {top_rate} req/s in this run: a \
+         point above (†) only faster stores reached compares nothing and, that close to their own \
+         maximum, measures a queue, so it is not drawn. Any failed request, or a p99 above \
+         {CURVE_P99_BOUND_MS:.0} ms up to {top_rate} req/s (in points of {CURVE_BOUND_SECONDS} s \
+         or more), fails the run. The chart: `curve.svg`.\n\n| store |"
     );
     for rate in CURVE_RATES {
         let _ = write!(out, " {} req/s |", grouped(rate));
